@@ -1,0 +1,270 @@
+"""The one cost-model registry: α, n·β and n·γ coefficients of every algorithm.
+
+Every algorithm the sweep can time (``--algorithms``), every ``algorithm`` value in a
+results table, every key of a constants file and every curve of a plot uses the names
+registered here.  The fitter (:mod:`fits`) and the predictor (:mod:`fits.predict`) read
+the formulas from this module only; no other module restates a formula.
+
+Notation (``../shared/reference/cost-models.md``): ``p`` ranks, ``n`` bytes of the full
+vector on each rank (for reduce-scatter the whole input, each rank keeping ``n/p``; for
+allgather the whole gathered output), ``lg`` is log base 2, ``p' = 2**floor(lg p)``,
+``r = p - p'``.  The time of one call is modelled as::
+
+    T(p, n) = a(p) * alpha + b(p) * n * beta + c(p) * n * gamma
+
+with ``a``, ``b``, ``c`` the coefficients returned by :func:`coefficients`.  Every
+coefficient function is vectorized over ``p`` (numpy arrays broadcast) and is exact for the
+implementation in :mod:`collectives.algorithms` -- the counting tests check the code
+against these numbers at p = 1..9.
+
+This module imports nothing from MPI: fitting and prediction run without it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+__all__ = [
+    "CostModel", "COLLECTIVES", "AUXILIARY", "COSTS", "NATIVE",
+    "algorithms", "cost_model", "coefficients", "predict", "lower_bound",
+    "busbw_factor", "size_convention",
+]
+
+#: The collectives the sweep times, in the order they are reported.
+COLLECTIVES = ("bcast", "reduce_scatter", "allreduce", "allgather")
+#: Auxiliary measurements: point-to-point ping-pong (half round trip, Hockney model)
+#: and the local reduction kernel (``out += in`` over n bytes, the γ probe).
+AUXILIARY = ("pingpong", "reduce_local")
+#: The MPI library's own implementation of a collective.  It has no registry formula:
+#: the library picks its algorithm by size and p.
+NATIVE = "native"
+
+#: What ``bytes`` means for each collective in results, fits and predictions.
+SIZE_CONVENTION = {
+    "bcast": "bytes of the whole buffer broadcast from the root",
+    "reduce_scatter": "bytes of the whole input vector on each rank (each rank keeps bytes/p; OSU convention, IMB uses the per-rank block)",
+    "allreduce": "bytes of the whole vector on each rank",
+    "allgather": "bytes of the whole gathered vector (each rank contributes bytes/p)",
+    "pingpong": "bytes of one message; time is half the round trip",
+    "reduce_local": "bytes of each operand of one local reduction (out += in)",
+}
+
+
+def size_convention(collective: str) -> str:
+    """Sentence saying what ``bytes`` counts for ``collective``."""
+    try:
+        return SIZE_CONVENTION[collective]
+    except KeyError:
+        raise ValueError(f"unknown collective {collective!r}; expected one of "
+                         f"{', '.join(SIZE_CONVENTION)}") from None
+
+
+def _p(p):
+    p = np.asarray(p, dtype=float)
+    if np.any(p < 1) or np.any(p != np.floor(p)):
+        raise ValueError(f"rank count p must be a whole number >= 1, got {p}")
+    return p
+
+
+def lg(p):
+    """log2(p) (exact for powers of two)."""
+    return np.log2(_p(p))
+
+
+def clg(p):
+    """ceil(lg p)."""
+    return np.ceil(np.log2(_p(p)) - 1e-12)
+
+
+def flg(p):
+    """floor(lg p)."""
+    return np.floor(np.log2(_p(p)) + 1e-12)
+
+
+def pow2_below(p):
+    """p' = 2**floor(lg p), the largest power of two not above p."""
+    return 2.0 ** flg(p)
+
+
+def frac(p):
+    """(p-1)/p."""
+    p = _p(p)
+    return (p - 1) / p
+
+
+def _is_pow2(p):
+    p = _p(p)
+    return pow2_below(p) == p
+
+
+def _zero(p):
+    return np.zeros_like(_p(p))
+
+
+def _one(p):
+    return np.ones_like(_p(p))
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Coefficients of α, n·β, n·γ for one (collective, algorithm) as functions of p."""
+
+    collective: str
+    algorithm: str
+    alpha: Callable
+    beta: Callable
+    gamma: Callable
+    summary: str
+
+    def coefficients(self, p):
+        """Return ``(a, b, c)`` arrays broadcast over ``p``."""
+        p = _p(p)
+        return (np.broadcast_to(self.alpha(p), p.shape).astype(float),
+                np.broadcast_to(self.beta(p), p.shape).astype(float),
+                np.broadcast_to(self.gamma(p), p.shape).astype(float))
+
+
+# ---------------------------------------------------------------------------------
+# Formulas.  Non-power-of-two forms follow the fold described in cost-models.md.
+# ---------------------------------------------------------------------------------
+
+def _rs_halving_alpha(p):
+    return np.where(_is_pow2(p), lg(p), flg(p) + 2)
+
+
+def _rs_halving_beta(p):
+    pp = pow2_below(p)
+    return np.where(_is_pow2(p), frac(p), 1 + (pp - 1) / pp)
+
+
+def _rab_alpha(p):
+    pp = pow2_below(p)
+    return np.where(_is_pow2(p), 2 * lg(p), 2 * np.log2(pp) + 2)
+
+
+def _rab_beta(p):
+    pp = pow2_below(p)
+    return np.where(_is_pow2(p), 2 * frac(p), 2 * (pp - 1) / pp + 2)
+
+
+def _rab_gamma(p):
+    pp = pow2_below(p)
+    return np.where(_is_pow2(p), frac(p), 1 + (pp - 1) / pp)
+
+
+def _rd_alpha(p):
+    # power of two: lg p exchanges; otherwise fold in, lg p' exchanges, send back.
+    return np.where(_is_pow2(p), lg(p), flg(p) + 2)
+
+
+def _rd_gamma(p):
+    return np.where(_is_pow2(p), lg(p), flg(p) + 1)
+
+
+_MODELS = [
+    CostModel("bcast", "binomial", clg, clg, _zero,
+              "binomial tree: ceil(lg p) rounds of the whole vector"),
+    CostModel("bcast", "scatter_allgather", lambda p: clg(p) + p - 1,
+              lambda p: 2 * frac(p), _zero,
+              "van de Geijn: binomial scatter then ring allgather"),
+    CostModel("reduce_scatter", "ring", lambda p: p - 1, frac, frac,
+              "ring: p-1 steps of one block each"),
+    CostModel("reduce_scatter", "pairwise", lambda p: p - 1, frac, frac,
+              "pairwise exchange: step k sends to rank+k, receives from rank-k"),
+    CostModel("reduce_scatter", "recursive_halving", _rs_halving_alpha,
+              _rs_halving_beta, _rs_halving_beta,
+              "recursive halving; non-powers of two fold the first 2r ranks first"),
+    CostModel("allreduce", "ring", lambda p: 2 * (p - 1), lambda p: 2 * frac(p), frac,
+              "ring reduce-scatter then ring allgather"),
+    CostModel("allreduce", "binomial", lambda p: 2 * clg(p), lambda p: 2 * clg(p), clg,
+              "binomial-tree reduce to rank 0 then binomial broadcast"),
+    CostModel("allreduce", "recursive_doubling", _rd_alpha,
+              lambda p: np.where(_is_pow2(p), lg(p), flg(p) + 2), _rd_gamma,
+              "recursive doubling of the whole vector; non-powers of two fold first"),
+    CostModel("allreduce", "rabenseifner", _rab_alpha, _rab_beta, _rab_gamma,
+              "recursive-halving reduce-scatter then recursive-doubling allgather"),
+    CostModel("allgather", "ring", lambda p: p - 1, frac, _zero,
+              "ring: p-1 steps of one block each"),
+    CostModel("allgather", "recursive_doubling",
+              lambda p: np.where(_is_pow2(p), lg(p), flg(p) + 2), frac, _zero,
+              "recursive doubling; non-powers of two fold first"),
+    CostModel("pingpong", "native", _one, _one, _zero,
+              "Hockney point-to-point: alpha + n beta (half round trip)"),
+    CostModel("reduce_local", "native", _zero, _zero, _one,
+              "local reduction kernel: n gamma"),
+]
+
+#: The registry: ``(collective, algorithm) -> CostModel``.
+COSTS: dict[tuple[str, str], CostModel] = {(m.collective, m.algorithm): m for m in _MODELS}
+
+
+def algorithms(collective: str, *, native: bool = True) -> tuple[str, ...]:
+    """Algorithm names registered for ``collective`` (``native`` last if requested)."""
+    size_convention(collective)  # validates the name
+    names = tuple(a for (c, a) in COSTS if c == collective and a != NATIVE)
+    if native and collective in COLLECTIVES:
+        names += (NATIVE,)
+    elif native and (collective, NATIVE) in COSTS:
+        names += (NATIVE,)
+    return names
+
+
+def cost_model(collective: str, algorithm: str) -> CostModel:
+    """The registry entry, with an error naming what is unknown."""
+    size_convention(collective)
+    try:
+        return COSTS[(collective, algorithm)]
+    except KeyError:
+        if algorithm == NATIVE:
+            raise ValueError(f"the native {collective} has no registry formula: the MPI "
+                             "library chooses its algorithm by size and rank count") from None
+        raise ValueError(f"unknown algorithm {algorithm!r} for {collective}; expected one "
+                         f"of {', '.join(algorithms(collective, native=False))}") from None
+
+
+def coefficients(collective: str, algorithm: str, p):
+    """``(a, b, c)``: coefficients of α, n·β, n·γ for ``p`` ranks (vectorized)."""
+    return cost_model(collective, algorithm).coefficients(p)
+
+
+def predict(collective: str, algorithm: str, p, nbytes, alpha, beta, gamma=0.0):
+    """Modelled time in seconds: ``a(p) α + b(p) n β + c(p) n γ`` (broadcasts)."""
+    a, b, c = coefficients(collective, algorithm, p)
+    n = np.asarray(nbytes, dtype=float)
+    return a * alpha + b * n * beta + c * n * gamma
+
+
+_LOWER_BOUNDS = {
+    # collective: (alpha coefficient, beta coefficient, gamma coefficient) -- Chan et al.
+    "bcast": (clg, _one, _zero),
+    "reduce": (clg, _one, frac),
+    "allgather": (clg, frac, _zero),
+    "reduce_scatter": (clg, frac, frac),
+    "allreduce": (clg, lambda p: 2 * frac(p), frac),
+}
+
+
+def lower_bound(collective: str, p, nbytes, alpha, beta, gamma=0.0):
+    """Chan et al. lower bound on the time of ``collective`` (seconds)."""
+    try:
+        fa, fb, fc = _LOWER_BOUNDS[collective]
+    except KeyError:
+        raise ValueError(f"no lower bound for {collective!r}; expected one of "
+                         f"{', '.join(_LOWER_BOUNDS)}") from None
+    p = _p(p)
+    n = np.asarray(nbytes, dtype=float)
+    return fa(p) * alpha + fb(p) * n * beta + fc(p) * n * gamma
+
+
+_BUSBW = {"allreduce": lambda p: 2 * frac(p), "reduce_scatter": frac, "allgather": frac,
+          "bcast": _one, "reduce": _one, "pingpong": _one}
+
+
+def busbw_factor(collective: str, p):
+    """nccl-tests bus-bandwidth factor: ``busbw = bytes / t * factor``."""
+    try:
+        return _BUSBW[collective](_p(p))
+    except KeyError:
+        raise ValueError(f"no bus-bandwidth factor for {collective!r}") from None
