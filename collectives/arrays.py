@@ -8,6 +8,9 @@ arrays both are trivial.  (The GPU issue fills in the device side; see
 """
 from __future__ import annotations
 
+import functools
+import importlib
+
 import numpy as np
 
 
@@ -16,23 +19,32 @@ def is_device(buf) -> bool:
     return hasattr(buf, "__cuda_array_interface__")
 
 
+@functools.lru_cache(maxsize=None)
+def _device_module(cls):
+    """The array library owning device array type ``cls``: the outermost module of
+    ``cls.__module__`` that has ``cuda.get_current_stream`` (``cupy`` for cupy arrays)."""
+    parts = cls.__module__.split(".")
+    for end in range(1, len(parts) + 1):
+        module = importlib.import_module(".".join(parts[:end]))
+        if hasattr(getattr(module, "cuda", None), "get_current_stream"):
+            return module
+    raise TypeError(f"device array type {cls.__module__}.{cls.__qualname__} belongs to no "
+                    "module with cuda.get_current_stream(); only cupy arrays are supported")
+
+
 def array_module(buf):
     """The array module owning ``buf`` (numpy for host memory, cupy for device)."""
-    get = getattr(buf, "__array_namespace__", None)
     if is_device(buf):
-        mod = type(buf).__module__.split(".")[0]
-        import importlib
-        return importlib.import_module(mod)
-    if get is not None and isinstance(buf, np.ndarray):
-        return np
+        return _device_module(type(buf))
     return np
 
 
 def synchronize(buf) -> None:
-    """Wait for pending device work on ``buf``'s stream (no-op for host arrays)."""
-    if not is_device(buf):
-        return
-    mod = array_module(buf)
-    sync = getattr(mod, "cuda", None)
-    if sync is not None:
-        mod.cuda.get_current_stream().synchronize()
+    """Wait for pending device work on the current stream (no-op for host arrays).
+
+    Call it after every local reduction on a device buffer and right before every MPI
+    call or timer read that involves one: mpi4py does not synchronize streams.
+    """
+    if is_device(buf):
+        _device_module(type(buf)).cuda.get_current_stream().synchronize()
+

@@ -75,7 +75,7 @@ def lg(p):
 
 def clg(p):
     """ceil(lg p)."""
-    return np.ceil(np.log2(_p(p)) - 1e-12)
+    return np.ceil(np.log2(_p(p)) - 1e-12) + 0.0  # + 0.0: no -0.0 at p = 1
 
 
 def flg(p):
@@ -130,18 +130,43 @@ class CostModel:
 # Formulas.  Non-power-of-two forms follow the fold described in cost-models.md.
 # ---------------------------------------------------------------------------------
 
-def _rs_halving_alpha(p):
+def _fold(p):
+    """``(p', rem, spread)`` of the fold used by non-power-of-two p.
+
+    ``spread(p) = sum_{k < lg p'} min(rem, 2**k) = 2**t - 1 + (lg p' - t) rem`` with
+    ``t = floor(lg rem) + 1`` (0 when rem = 0): the extra blocks that the survivors
+    speaking for two blocks move along the critical path of recursive halving/doubling
+    over unequal parts (survivor j < rem holds 2 blocks, the others 1).
+    """
+    pp = pow2_below(p)
+    rem = _p(p) - pp
+    t = np.where(rem > 0, np.floor(np.log2(np.maximum(rem, 1)) + 1e-12) + 1, 0)
+    return pp, rem, 2.0 ** t - 1 + (np.log2(pp) - t) * rem
+
+
+def _fold_alpha(p):
+    """lg p for powers of two, else floor(lg p) + 2 (fold in, lg p' steps, fold out)."""
     return np.where(_is_pow2(p), lg(p), flg(p) + 2)
 
 
-def _rs_halving_beta(p):
-    pp = pow2_below(p)
-    return np.where(_is_pow2(p), frac(p), 1 + (pp - 1) / pp)
+def _fold_blocks_beta(p):
+    """β of recursive halving RS / recursive doubling AG over p blocks.
+
+    ``(p' - 1 + spread) / p``, plus ``(p + 1) / p`` for the fold (one whole vector one
+    way, one block the other) when p is not a power of two; = (p-1)/p for p = 2**k.
+    """
+    pp, rem, spread = _fold(p)
+    return (pp - 1 + spread) / _p(p) + np.where(rem > 0, (_p(p) + 1) / _p(p), 0)
+
+
+def _rs_halving_gamma(p):
+    """``(p' - 1 + spread) / p``, plus 1 (the absorbed whole vector) when folded."""
+    pp, rem, spread = _fold(p)
+    return (pp - 1 + spread) / _p(p) + np.where(rem > 0, 1, 0)
 
 
 def _rab_alpha(p):
-    pp = pow2_below(p)
-    return np.where(_is_pow2(p), 2 * lg(p), 2 * np.log2(pp) + 2)
+    return np.where(_is_pow2(p), 2 * lg(p), 2 * flg(p) + 2)
 
 
 def _rab_beta(p):
@@ -152,11 +177,6 @@ def _rab_beta(p):
 def _rab_gamma(p):
     pp = pow2_below(p)
     return np.where(_is_pow2(p), frac(p), 1 + (pp - 1) / pp)
-
-
-def _rd_alpha(p):
-    # power of two: lg p exchanges; otherwise fold in, lg p' exchanges, send back.
-    return np.where(_is_pow2(p), lg(p), flg(p) + 2)
 
 
 def _rd_gamma(p):
@@ -173,23 +193,25 @@ _MODELS = [
               "ring: p-1 steps of one block each"),
     CostModel("reduce_scatter", "pairwise", lambda p: p - 1, frac, frac,
               "pairwise exchange: step k sends to rank+k, receives from rank-k"),
-    CostModel("reduce_scatter", "recursive_halving", _rs_halving_alpha,
-              _rs_halving_beta, _rs_halving_beta,
-              "recursive halving; non-powers of two fold the first 2r ranks first"),
+    CostModel("reduce_scatter", "recursive_halving", _fold_alpha, _fold_blocks_beta,
+              _rs_halving_gamma,
+              "recursive halving; other p: the first 2 rem ranks fold pairwise, the p' "
+              "survivors halve over their 1- or 2-block parts, blocks go back"),
     CostModel("allreduce", "ring", lambda p: 2 * (p - 1), lambda p: 2 * frac(p), frac,
               "ring reduce-scatter then ring allgather"),
     CostModel("allreduce", "binomial", lambda p: 2 * clg(p), lambda p: 2 * clg(p), clg,
               "binomial-tree reduce to rank 0 then binomial broadcast"),
-    CostModel("allreduce", "recursive_doubling", _rd_alpha,
-              lambda p: np.where(_is_pow2(p), lg(p), flg(p) + 2), _rd_gamma,
-              "recursive doubling of the whole vector; non-powers of two fold first"),
+    CostModel("allreduce", "recursive_doubling", _fold_alpha, _fold_alpha, _rd_gamma,
+              "recursive doubling of the whole vector; other p fold first"),
     CostModel("allreduce", "rabenseifner", _rab_alpha, _rab_beta, _rab_gamma,
-              "recursive-halving reduce-scatter then recursive-doubling allgather"),
+              "recursive-halving reduce-scatter then recursive-doubling allgather over "
+              "p' equal parts; other p fold whole vectors in and out"),
     CostModel("allgather", "ring", lambda p: p - 1, frac, _zero,
               "ring: p-1 steps of one block each"),
-    CostModel("allgather", "recursive_doubling",
-              lambda p: np.where(_is_pow2(p), lg(p), flg(p) + 2), frac, _zero,
-              "recursive doubling; non-powers of two fold first"),
+    CostModel("allgather", "recursive_doubling", _fold_alpha, _fold_blocks_beta, _zero,
+              "recursive doubling; other p: the first 2 rem ranks fold pairwise, the p' "
+              "survivors double over their 1- or 2-block parts, the whole vector goes "
+              "back"),
     CostModel("pingpong", "native", _one, _one, _zero,
               "Hockney point-to-point: alpha + n beta (half round trip)"),
     CostModel("reduce_local", "native", _zero, _zero, _one,

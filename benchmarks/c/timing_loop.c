@@ -1,0 +1,87 @@
+/* Minimal C timing loop: the reference the Python harness is compared against.
+ *
+ * Usage: timing_loop OP REPS WARMUP BYTES...
+ *   OP      allreduce (float32 sum) | bcast (root 0)
+ *   REPS    timed repetitions per size; WARMUP untimed calls before them
+ *   BYTES   message sizes in bytes (multiples of 4 for allreduce)
+ *
+ * Each repetition is: MPI_Barrier (untimed), t0 = clock, one call, t1 = clock
+ * (CLOCK_MONOTONIC, the clock behind Python's time.perf_counter_ns).  A repetition's
+ * time is the maximum of t1 - t0 over ranks; rank 0 prints one line per size:
+ *   BYTES MEDIAN_S MIN_S REPS
+ * with the median over repetitions -- the same start mode and statistic as
+ * collectives.harness.time_call(sync="barrier").
+ */
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static inline long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (argc < 5 || (strcmp(argv[1], "allreduce") && strcmp(argv[1], "bcast"))) {
+        if (rank == 0)
+            fprintf(stderr, "usage: %s allreduce|bcast REPS WARMUP BYTES...\n", argv[0]);
+        MPI_Finalize();
+        return 2;
+    }
+    int allreduce = !strcmp(argv[1], "allreduce");
+    long reps = atol(argv[2]), warmup = atol(argv[3]);
+    if (reps < 1 || warmup < 0) {
+        if (rank == 0) fprintf(stderr, "REPS must be >= 1 and WARMUP >= 0\n");
+        MPI_Finalize();
+        return 2;
+    }
+    long long *t = malloc(sizeof(long long) * reps);
+    long long *tmax = malloc(sizeof(long long) * reps);
+    for (int a = 4; a < argc; a++) {
+        long bytes = atol(argv[a]);
+        if (bytes < 0 || (allreduce && bytes % 4)) {
+            if (rank == 0) fprintf(stderr, "bad size %s\n", argv[a]);
+            MPI_Abort(MPI_COMM_WORLD, 2);
+        }
+        size_t alloc = bytes > 0 ? (size_t)bytes : 1;
+        char *sbuf = calloc(alloc, 1), *rbuf = calloc(alloc, 1);
+        int count = allreduce ? (int)(bytes / 4) : (int)bytes;
+        for (long i = -warmup; i < reps; i++) {
+            MPI_Barrier(MPI_COMM_WORLD);
+            long long t0 = now_ns();
+            if (allreduce)
+                MPI_Allreduce(sbuf, rbuf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+            else
+                MPI_Bcast(sbuf, count, MPI_BYTE, 0, MPI_COMM_WORLD);
+            long long t1 = now_ns();
+            if (i >= 0) t[i] = t1 - t0;
+        }
+        MPI_Reduce(t, tmax, (int)reps, MPI_LONG_LONG, MPI_MAX, 0, MPI_COMM_WORLD);
+        if (rank == 0) {
+            qsort(tmax, reps, sizeof(long long), cmp_ll);
+            double med = reps % 2 ? tmax[reps / 2] : 0.5 * (tmax[reps / 2 - 1] + tmax[reps / 2]);
+            printf("%ld %.9e %.9e %ld\n", bytes, med * 1e-9, tmax[0] * 1e-9, reps);
+            fflush(stdout);
+        }
+        free(sbuf);
+        free(rbuf);
+    }
+    free(t);
+    free(tmax);
+    MPI_Finalize();
+    return 0;
+}

@@ -1,0 +1,139 @@
+"""All-reduce: ring, binomial tree, recursive doubling, Rabenseifner.
+
+``allreduce(comm, sendbuf, recvbuf, op)``: whole vectors on every rank.  ``sendbuf`` may
+be ``recvbuf`` itself or ``MPI.IN_PLACE`` (in place); otherwise it is left unchanged.
+Every rank ends with bitwise the same result (each partial result is computed once and
+copied, or computed symmetrically with a commutative op).
+"""
+from __future__ import annotations
+
+from collectives.arrays import synchronize
+
+from . import arguments, messages, reductions
+from .allgather import doubling_inplace, ring_inplace
+from .bcast import binomial_inplace
+from .blocks import block_counts, block_displs
+from .fold import fold
+from .reduce_scatter import first_half, halving_kernel, ring_kernel
+
+__all__ = ["ring", "binomial", "recursive_doubling", "rabenseifner"]
+
+
+def _setup(comm, sendbuf, recvbuf, op):
+    """Validate; return (private comm, p, rank, sendbuf, reduce, dtype) or None when p=1."""
+    arguments.check_vector("recvbuf", recvbuf)
+    sendbuf = arguments.in_place(sendbuf, recvbuf)
+    arguments.check_vector("sendbuf", sendbuf)
+    arguments.check_same_dtype(sendbuf, recvbuf)
+    arguments.check_size("recvbuf", recvbuf, sendbuf.size, "the whole vector, like sendbuf")
+    arguments.check_op(op)
+    comm = messages.private(comm)
+    p, rank = comm.Get_size(), comm.Get_rank()
+    synchronize(sendbuf)
+    synchronize(recvbuf)
+    if p == 1:
+        if sendbuf is not recvbuf:
+            reductions.copy(recvbuf, sendbuf)
+        return None
+    return comm, p, rank, sendbuf, reductions.reducer(op, recvbuf), messages.datatype(recvbuf)
+
+
+def ring(comm, sendbuf, recvbuf, op):
+    """Ring reduce-scatter then ring allgather, both in ``recvbuf``: 2(p-1) steps."""
+    args = _setup(comm, sendbuf, recvbuf, op)
+    if args is None:
+        return
+    comm, p, rank, sendbuf, reduce, dtype = args
+    counts, displs = block_counts(recvbuf.size, p), block_displs(recvbuf.size, p)
+    members = list(range(p))
+    ring_kernel(comm, sendbuf, counts, displs, rank, members, reduce, dtype,
+                reductions.scratch(recvbuf, counts[0]),
+                lambda b, last: recvbuf[displs[b]:displs[b] + counts[b]])
+    ring_inplace(comm, recvbuf, counts, displs, rank, members, dtype)
+
+
+def binomial(comm, sendbuf, recvbuf, op):
+    """Binomial-tree reduce to rank 0, then binomial broadcast: 2 ceil(lg p) rounds."""
+    args = _setup(comm, sendbuf, recvbuf, op)
+    if args is None:
+        return
+    comm, p, rank, current, reduce, dtype = args
+    tmp = None
+    mask = 1
+    while mask < p:
+        if rank & mask:
+            messages.send(comm, current, rank - mask, dtype)
+            break
+        if rank + mask < p:
+            if tmp is None:
+                tmp = reductions.scratch(recvbuf, recvbuf.size)
+            messages.recv(comm, tmp, rank + mask, dtype)
+            reduce(current, tmp, recvbuf)
+            current = recvbuf
+        mask <<= 1
+    binomial_inplace(comm, recvbuf, rank, list(range(p)), dtype)
+
+
+def recursive_doubling(comm, sendbuf, recvbuf, op):
+    """Recursive doubling of the whole vector; other p fold first (see :mod:`.fold`).
+
+    ``lg p'`` exchanges of the whole vector, plus the fold in and out when p is not a
+    power of two.
+    """
+    args = _setup(comm, sendbuf, recvbuf, op)
+    if args is None:
+        return
+    comm, p, rank, current, reduce, dtype = args
+    f = fold(p)
+    if f.sits_out(rank):
+        messages.send(comm, current, rank + 1, dtype)
+        messages.recv(comm, recvbuf, rank + 1, dtype)
+        return
+    tmp = reductions.scratch(recvbuf, recvbuf.size)
+    if f.absorbs(rank):
+        messages.recv(comm, tmp, rank - 1, dtype)
+        reduce(current, tmp, recvbuf)
+        current = recvbuf
+    me, members = f.newrank(rank), f.members
+    mask = 1
+    while mask < f.pp:
+        partner = members[me ^ mask]
+        messages.sendrecv(comm, current, partner, tmp, partner, dtype)
+        reduce(current, tmp, recvbuf)
+        current = recvbuf
+        mask <<= 1
+    if f.absorbs(rank):
+        messages.send(comm, recvbuf, rank - 1, dtype)
+
+
+def rabenseifner(comm, sendbuf, recvbuf, op):
+    """Recursive-halving reduce-scatter then recursive-doubling allgather (Rabenseifner).
+
+    The ``p'`` survivors of the fold split the vector into ``p'`` equal parts (any count:
+    ``block_counts(count, p')``), so only the fold itself moves whole vectors.
+    """
+    args = _setup(comm, sendbuf, recvbuf, op)
+    if args is None:
+        return
+    comm, p, rank, current, reduce, dtype = args
+    f = fold(p)
+    if f.sits_out(rank):
+        messages.send(comm, current, rank + 1, dtype)
+        messages.recv(comm, recvbuf, rank + 1, dtype)
+        return
+    n = recvbuf.size
+    counts, displs = block_counts(n, f.pp), block_displs(n, f.pp)
+    me = f.newrank(rank)
+    a, b = first_half(counts, displs, me, f.pp)
+    if f.absorbs(rank):
+        tmp = reductions.scratch(recvbuf, n)
+        messages.recv(comm, tmp, rank - 1, dtype)
+        reduce(current, tmp, recvbuf)
+        current = recvbuf
+    else:
+        tmp = reductions.scratch(recvbuf, b - a)
+    halving_kernel(comm, current, (recvbuf, 0), counts, displs, me, f.members, reduce,
+                   dtype, tmp)
+    doubling_inplace(comm, recvbuf, counts, displs, me, f.members, dtype)
+    if f.absorbs(rank):
+        messages.send(comm, recvbuf, rank - 1, dtype)

@@ -1,0 +1,370 @@
+"""The timing harness: time one prepared operation on a communicator, adaptively.
+
+:func:`time_call` is collective over ``comm``.  ``call()`` performs ONE operation (a
+zero-argument callable the caller prepared with buffers and MPI message specs already
+built, ideally ``functools.partial(comm.Allreduce, sspec, rspec, op)`` with
+``sspec = [memoryview(a), a.size, MPI.FLOAT]``: a builtin partial adds no Python frame
+and prebuilt specs skip mpi4py's buffer-type guessing, about 0.3 µs per call here).
+
+Per repetition every rank measures its own time; rank 0 gets, per repetition, the
+maximum over ranks (the repetition's time), the minimum and the mean.  Two start modes:
+
+``barrier`` (OSU style)
+    ``comm.Barrier()`` (untimed), then ``t0 = clock(); call(); t1 = clock()``.
+``window`` (ReproMPI style)
+    Clock offsets to rank 0 are estimated once per communicator
+    (:mod:`collectives.clocksync`); rank 0 broadcasts a start time and repetition ``k``
+    starts at ``start + k * window`` on each rank's corrected clock (busy wait).  A
+    rank's time is its exit time minus the window boundary, so the maximum over ranks is
+    "last exit - common start" in global time.  A repetition in which any rank started
+    more than ``late_tolerance`` after the boundary is discarded and counted.  The
+    automatic window is ``2 * p90 of the warm-up call times + 20 µs`` and is doubled
+    after any batch in which more than 10% of the starts were late (up to 10 ms); a
+    window given in
+    the options is kept fixed.  Waits longer than 200 µs sleep first and spin only for
+    the last 200 µs, so waiting ranks do not starve others of a core.
+
+Warm-up (excluded): ``warmup`` calls with barrier starts; ``None`` means automatic: 3
+calls, then as many as fill 1% of the time budget at their observed speed (at most
+1000).  Then batches of repetitions; between batches (outside the timed region) the
+per-repetition times are reduced to rank 0, which applies
+:func:`collectives.stats.stop_reason` and broadcasts its decision and the next batch
+size (:func:`collectives.stats.next_batch_size`: ``min_reps`` first, then +25% each
+time, so the CI is recomputed a logarithmic number of times).  ``time_budget`` is wall
+time on rank 0 from the first timed repetition (warm-up, clock sync and calibration
+excluded), checked between batches: a point overruns it by at most about one
+repetition at the observed rate.  The garbage collector is off while a point is timed.
+
+Timer: ``time.perf_counter_ns`` (``CLOCK_MONOTONIC``, integer nanoseconds).  Measured
+here (1 rank): 1 ns resolution, ~40 ns per read, against ~60 ns for ``MPI.Wtime``, which
+reads the same kind of clock through an extra mpi4py call and returns float seconds.
+It is also the clock of the C reference loop in ``benchmarks/c/timing_loop.c``.
+:func:`timer_properties` and :func:`harness_overhead` measure both on the machine at
+hand so every run records them.
+
+Default start mode: ``barrier``.  Measured on this 2-core machine (see
+``benchmarks/bench_sync.py``), both modes give medians within a few percent of each
+other at 2 ranks: barrier starts are cheaper per repetition (no window dead time), need
+no clock synchronization, do not busy-wait (which starves ranks when they outnumber the
+cores: window mode discards most repetitions at 3-4 ranks on 2 cores) and are what the
+C reference loop and OSU do.  Use ``window`` across nodes, where barrier exit skew
+lands inside the measurement.
+
+An exception raised by ``call`` on one rank leaves the others waiting: run programs
+that use the harness under ``python -m mpi4py`` (the sweep does).
+"""
+from __future__ import annotations
+
+import gc
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import stats
+from .clocksync import clock_model, window_targets
+
+__all__ = ["TimingOptions", "Timing", "time_call", "timer_properties",
+           "harness_overhead", "SYNC_MODES", "DEFAULT_SYNC"]
+
+SYNC_MODES = ("barrier", "window")
+DEFAULT_SYNC = "barrier"
+
+_clock = time.perf_counter_ns
+_AUTO_WARMUP_MIN = 3
+_AUTO_WARMUP_MAX = 1000
+_AUTO_WARMUP_FRACTION = 0.01
+_WINDOW_FLOOR_S = 20e-6
+_WINDOW_LATE_FRACTION = 0.10
+_WINDOW_MAX_S = 1.0          # largest window accepted in the options
+_WINDOW_MAX_AUTO_S = 0.01    # automatic windows stop doubling here
+_START_LEAD_S = 1e-3         # first boundary of a batch: this long after the broadcast
+_SLEEP_ABOVE_NS = 200_000    # waits longer than this sleep (minus this) before spinning
+
+# control words broadcast by rank 0 between batches
+_GO, _STOP = 0, 1
+
+
+def _whole(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TimingOptions:
+    """How :func:`time_call` times one point (module docstring for the semantics)."""
+
+    sync: str = DEFAULT_SYNC
+    target_ci: float = 0.05
+    time_budget: float = 1.0
+    min_reps: int = 10
+    max_reps: int = 100000
+    warmup: int | None = None
+    window: float | None = None
+    late_tolerance: float = 1e-6
+
+    def __post_init__(self):
+        if self.sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {', '.join(SYNC_MODES)}, got {self.sync!r}")
+        for name in ("target_ci", "time_budget"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < math.inf):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        _whole("min_reps", self.min_reps, 1)
+        _whole("max_reps", self.max_reps, 1)
+        if self.max_reps < self.min_reps:
+            raise ValueError(f"max_reps ({self.max_reps}) must be >= min_reps ({self.min_reps})")
+        if self.warmup is not None:
+            _whole("warmup", self.warmup, 0)
+        if self.window is not None and (isinstance(self.window, bool)
+                                        or not isinstance(self.window, (int, float))
+                                        or not 0 < self.window <= _WINDOW_MAX_S):
+            raise ValueError(f"window must be None or seconds in (0, {_WINDOW_MAX_S}], "
+                             f"got {self.window!r}")
+        if not isinstance(self.late_tolerance, (int, float)) or not self.late_tolerance >= 0:
+            raise ValueError(f"late_tolerance must be seconds >= 0, got {self.late_tolerance!r}")
+
+
+@dataclass
+class Timing:
+    """Per-repetition times of one point; identical on every rank after :func:`time_call`."""
+
+    max_s: np.ndarray
+    min_s: np.ndarray
+    mean_s: np.ndarray
+    discarded: int
+    warmup: int
+    stop_rule: str
+    sync: str = DEFAULT_SYNC
+    window_s: float | None = None
+    elapsed_s: float = 0.0
+    target_ci: float = 0.05
+
+    def summary(self) -> dict:
+        """``stats.summarize(max_s)`` plus discarded, warmup, stop_rule, sync.
+
+        ``unstable`` is also set when the point stopped for any reason other than
+        ``ci``.
+        """
+        out = stats.summarize(self.max_s, target_ci=self.target_ci)
+        out.update(discarded=int(self.discarded), warmup=int(self.warmup),
+                   stop_rule=self.stop_rule, sync=self.sync)
+        out["unstable"] = bool(out["unstable"] or self.stop_rule != "ci")
+        return out
+
+
+# --------------------------------------------------------------------------------
+# Timed loops.  Kept as tight as CPython allows: locals only, no attribute lookups,
+# integer nanoseconds, results stored after the second clock read.
+# --------------------------------------------------------------------------------
+
+def _barrier_batch(call, barrier, n, before):
+    clock = _clock
+    t = [0] * n
+    if before is None:
+        for i in range(n):
+            barrier()
+            t0 = clock()
+            call()
+            t[i] = clock() - t0
+    else:
+        for i in range(n):
+            before()
+            barrier()
+            t0 = clock()
+            call()
+            t[i] = clock() - t0
+    return t
+
+
+def _window_batch(call, targets, before):
+    clock = _clock
+    sleep = time.sleep
+    n = len(targets)
+    t = [0] * n
+    late = [0] * n
+    for i in range(n):
+        if before is not None:
+            before()
+        target = targets[i]
+        s = clock()
+        if target - s > _SLEEP_ABOVE_NS:   # long wait: give the core away, then spin
+            sleep((target - s - _SLEEP_ABOVE_NS) * 1e-9)
+            s = clock()
+        while s < target:
+            s = clock()
+        call()
+        t[i] = clock() - target
+        late[i] = s - target
+    return t, late
+
+
+# --------------------------------------------------------------------------------
+
+def _check_args(comm, call, options, before):
+    for name in ("Get_rank", "Get_size", "Barrier", "Bcast", "Reduce"):
+        if not hasattr(comm, name):
+            raise TypeError(f"comm must be an MPI communicator, got {type(comm).__name__}")
+    if not callable(call):
+        raise TypeError(f"call must be a zero-argument callable, got {type(call).__name__}")
+    if before is not None and not callable(before):
+        raise TypeError(f"before must be None or a zero-argument callable, got "
+                        f"{type(before).__name__}")
+    if not isinstance(options, TimingOptions):
+        raise TypeError(f"options must be a TimingOptions, got {type(options).__name__}")
+
+
+def _warmup(comm, call, options, before):
+    """Run the warm-up; return (count, p90 of the per-call max over ranks in seconds)."""
+    from .mpi import MPI
+
+    barrier = comm.Barrier
+    if options.warmup is not None:
+        t = _barrier_batch(call, barrier, options.warmup, before) if options.warmup else []
+        count = options.warmup
+    else:
+        t = _barrier_batch(call, barrier, _AUTO_WARMUP_MIN, before)
+        slowest = comm.allreduce(max(t), op=MPI.MAX)
+        extra = int(min(_AUTO_WARMUP_MAX - _AUTO_WARMUP_MIN,
+                        _AUTO_WARMUP_FRACTION * options.time_budget / max(slowest * 1e-9, 1e-9)))
+        t += _barrier_batch(call, barrier, extra, before)
+        count = _AUTO_WARMUP_MIN + extra
+    if not t:
+        t = _barrier_batch(call, barrier, 1, before)  # calibration call (window size)
+    local = np.asarray(t, dtype=np.int64)
+    p90 = np.empty_like(local)
+    comm.Allreduce(local, p90, op=MPI.MAX)
+    return count, float(np.percentile(p90, 90)) * 1e-9
+
+
+def time_call(comm, call, options: TimingOptions = TimingOptions(), *, before=None) -> Timing:
+    """Collective over ``comm``: time ``call()`` adaptively (module docstring).
+
+    ``before`` is an optional zero-argument callable run untimed before each repetition
+    (e.g. device synchronize or buffer reset); in window mode it must fit in the window.
+    Returns a :class:`Timing`, identical on every rank.
+    """
+    from .mpi import MPI
+
+    _check_args(comm, call, options, before)
+    rank = comm.Get_rank()
+    window_mode = options.sync == "window"
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        n_warm, warm_p90 = _warmup(comm, call, options, before)
+        model = clock_model(comm) if window_mode else None
+        if window_mode:
+            window_s = options.window or max(2.0 * warm_p90 + _WINDOW_FLOOR_S, _WINDOW_FLOOR_S)
+            window_s = min(window_s, _WINDOW_MAX_S if options.window else _WINDOW_MAX_AUTO_S)
+        else:
+            window_s = None
+        tol_ns = options.late_tolerance * 1e9
+        barrier = comm.Barrier
+        ctrl = np.zeros(4, dtype=np.int64)      # [GO/STOP, batch, start_ns, window_ns]
+        rule_code = np.zeros(1, dtype=np.int64)
+        kept = {"max": [], "min": [], "mean": []}
+        n_kept = discarded = 0
+        size = comm.Get_size()
+        t_begin = _clock()
+        while True:
+            if rank == 0:
+                elapsed = (_clock() - t_begin) * 1e-9
+                kept_max = np.concatenate(kept["max"]) if kept["max"] else np.empty(0)
+                rule = stats.stop_reason(kept_max, elapsed, target_ci=options.target_ci,
+                                         time_budget=options.time_budget,
+                                         min_reps=options.min_reps,
+                                         max_reps=options.max_reps)
+                if rule is None:
+                    batch = stats.next_batch_size(n_kept, elapsed, min_reps=options.min_reps,
+                                                  max_reps=options.max_reps,
+                                                  time_budget=options.time_budget)
+                    ctrl[:] = (_GO, batch, 0, 0)
+                    if window_mode:
+                        ctrl[2] = _clock() + int(_START_LEAD_S * 1e9) + int(window_s * 1e9)
+                        ctrl[3] = int(window_s * 1e9)
+                else:
+                    ctrl[0] = _STOP
+                    rule_code[0] = stats.STOP_RULES.index(rule)
+            comm.Bcast(ctrl, root=0)
+            if ctrl[0] == _STOP:
+                break
+            batch = int(ctrl[1])
+            if window_mode:
+                targets = window_targets(model, int(ctrl[2]), int(ctrl[3]), batch)
+                t, late = _window_batch(call, targets, before)
+                lateness = np.asarray(late, dtype=np.int64)
+            else:
+                t = _barrier_batch(call, barrier, batch, before)
+                lateness = np.zeros(batch, dtype=np.int64)
+            local = np.stack([np.asarray(t, dtype=np.int64), lateness])
+            hi = np.empty_like(local) if rank == 0 else None
+            lo = np.empty(batch, dtype=np.int64) if rank == 0 else None
+            tot = np.empty(batch, dtype=np.int64) if rank == 0 else None
+            comm.Reduce(local, hi, op=MPI.MAX, root=0)
+            comm.Reduce(local[0], lo, op=MPI.MIN, root=0)
+            comm.Reduce(local[0], tot, op=MPI.SUM, root=0)
+            if rank == 0:
+                ok = hi[1] <= tol_ns
+                kept["max"].append(hi[0][ok] * 1e-9)
+                kept["min"].append(lo[ok] * 1e-9)
+                kept["mean"].append(tot[ok] * (1e-9 / size))
+                n_kept += int(ok.sum())
+                discarded += int(batch - ok.sum())
+                if (window_mode and options.window is None
+                        and batch - ok.sum() > _WINDOW_LATE_FRACTION * batch):
+                    window_s = max(window_s, min(2.0 * window_s, _WINDOW_MAX_AUTO_S))
+        elapsed = (_clock() - t_begin) * 1e-9
+    finally:
+        if enabled:
+            gc.enable()
+    # share the result: one broadcast of the counts, one of the samples
+    head = np.array([n_kept, discarded, rule_code[0], 0], dtype=np.int64)
+    fhead = np.array([elapsed, window_s or 0.0], dtype=np.float64)
+    comm.Bcast(head, root=0)
+    comm.Bcast(fhead, root=0)
+    n_kept, discarded = int(head[0]), int(head[1])
+    if rank == 0:
+        data = np.stack([np.concatenate(kept[k]) if kept[k] else np.empty(0)
+                         for k in ("max", "min", "mean")])
+    else:
+        data = np.empty((3, n_kept), dtype=np.float64)
+    comm.Bcast(data, root=0)
+    return Timing(max_s=data[0].copy(), min_s=data[1].copy(), mean_s=data[2].copy(),
+                  discarded=discarded, warmup=n_warm,
+                  stop_rule=stats.STOP_RULES[int(head[2])], sync=options.sync,
+                  window_s=float(fhead[1]) if window_mode else None,
+                  elapsed_s=float(fhead[0]), target_ci=options.target_ci)
+
+
+def timer_properties(samples: int = 20000) -> dict:
+    """Resolution and per-read overhead of the harness's clock, measured now.
+
+    ``resolution_s``: smallest positive difference between successive reads (at least
+    the resolution the OS reports); ``overhead_s``: median cost of one read.
+    """
+    _whole("samples", samples, 2)
+    clock = _clock
+    reads = [clock() for _ in range(samples)]
+    d = np.diff(np.asarray(reads, dtype=np.int64))
+    positive = d[d > 0]
+    info = time.get_clock_info("perf_counter")
+    resolution = max(float(positive.min()) * 1e-9 if positive.size else math.nan,
+                     float(info.resolution))
+    return {"name": "time.perf_counter_ns", "implementation": info.implementation,
+            "resolution_s": resolution, "overhead_s": float(np.median(d)) * 1e-9}
+
+
+def _noop():
+    return None
+
+
+def harness_overhead(comm, options: TimingOptions = TimingOptions()) -> float:
+    """Collective: median seconds the harness adds per call (time_call of an empty call).
+
+    This is the floor under every measured time: clock reads, the Python call and, in
+    window mode, the start check.  Compare it with small-message medians to see how
+    much of them is Python.
+    """
+    return float(np.median(time_call(comm, _noop, options).max_s))

@@ -1,0 +1,790 @@
+"""``python -m collectives.sweep``: time collectives over sizes, rank counts and topologies.
+
+Every rank runs this module under ``mpiexec``; rank 0 validates the arguments, writes the
+run directory (docs/formats.md) and prints; the other ranks follow the plan rank 0
+broadcasts.  Sizes follow :func:`collectives.costs.size_convention`.  An exception on any
+rank aborts the whole job (``MPI_Abort``) with its message; a point that runs longer than
+``--point-timeout`` ends the job with status 3 and a message naming the point.
+
+Test hooks (environment variables, used by tests/test_sweep_failures.py):
+``COLLCOST_TEST_KILL_AFTER_POINTS=k`` makes world rank 1 (rank 0 in a 1-rank job)
+``os._exit(9)`` right after the k-th point it took part in was written to disk;
+``COLLCOST_TEST_FAIL_AT_POINT=k`` makes the last world rank raise ``RuntimeError`` when
+it starts the k-th point it takes part in.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import re
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .costs import AUXILIARY, COLLECTIVES, NATIVE, algorithms as registered_algorithms
+from .costs import busbw_factor, size_convention
+from .operations import DTYPES, MAX_COUNT, OPS, element_count, memory_per_rank
+from .topology import REQUESTS, check_ranks, default_ranks, resolve_topologies
+
+__all__ = ["UsageError", "Options", "parse_size", "parse_sizes", "parse_list",
+           "build_parser", "validate", "plan_points", "main"]
+
+PROG = "python -m collectives.sweep"
+ALL_KINDS = COLLECTIVES + AUXILIARY
+DEFAULT_SIZES = "8:64M"
+QUICK_SIZES = "8,512,32K,1M,4M"
+QUICK_TIME_BUDGET = 0.05
+DEFAULT_TIME_BUDGET = 1.0
+DEFAULT_TARGET_CI = 0.05
+DEFAULT_MIN_REPS = 10
+DEFAULT_MAX_REPS = 100000
+KILL_ENV = "COLLCOST_TEST_KILL_AFTER_POINTS"
+FAIL_ENV = "COLLCOST_TEST_FAIL_AT_POINT"
+#: Options that may differ between a run and its ``--resume``.
+RESUME_FREE = ("point_timeout", "max_memory", "out", "resume", "quick")
+
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10,
+          "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
+          "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30,
+          "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}
+
+
+class UsageError(ValueError):
+    """A bad command line: reported by rank 0, every rank exits with status 2."""
+
+
+# ---------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------
+
+def parse_size(text: str, what: str = "size") -> int:
+    """``'64M'`` -> 67108864 (binary units K, M, G, T; optional B/iB)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", str(text))
+    if not m or m.group(2).upper() not in _UNITS:
+        raise UsageError(f"{what} {text!r} is not a size (examples: 8, 1K, 64M, 2GiB)")
+    return int(m.group(1)) * _UNITS[m.group(2).upper()]
+
+
+def parse_sizes(text) -> tuple:
+    """Sizes in bytes from ``MIN:MAX[:FACTOR]`` (MIN, MIN*FACTOR, ... <= MAX; FACTOR 2
+    by default, like OSU's ``-m``) or a comma list (``8,1K,4M``); sorted, unique.
+
+    Already-parsed lists of integers pass through (validated)."""
+    if isinstance(text, (list, tuple)):
+        sizes = [int(s) for s in text]
+    else:
+        text = str(text).strip()
+        if not text:
+            raise UsageError("--sizes is empty")
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) not in (2, 3):
+                raise UsageError(f"--sizes {text!r}: a range is MIN:MAX or MIN:MAX:FACTOR")
+            lo = parse_size(parts[0], "--sizes minimum")
+            hi = parse_size(parts[1], "--sizes maximum")
+            factor = 2
+            if len(parts) == 3:
+                if not parts[2].strip().isdigit() or int(parts[2]) < 2:
+                    raise UsageError(f"--sizes {text!r}: FACTOR must be a whole number "
+                                     ">= 2")
+                factor = int(parts[2])
+            if lo <= 0:
+                raise UsageError(f"--sizes {text!r}: sizes must be > 0 bytes")
+            if hi < lo:
+                raise UsageError(f"--sizes {text!r}: MAX is smaller than MIN")
+            sizes, s = [], lo
+            while s <= hi:
+                sizes.append(s)
+                s *= factor
+        else:
+            sizes = [parse_size(t, "--sizes entry") for t in text.split(",")]
+    bad = [s for s in sizes if s <= 0]
+    if bad:
+        raise UsageError(f"--sizes: sizes must be > 0 bytes, got {bad[0]}")
+    return tuple(sorted(set(sizes)))
+
+
+def parse_list(text, what: str, allowed, extra=()) -> tuple:
+    """Comma list validated against ``allowed`` (order kept, duplicates dropped)."""
+    items = list(text) if isinstance(text, (list, tuple)) else \
+        [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise UsageError(f"{what} is empty")
+    for item in items:
+        if item not in tuple(allowed) + tuple(extra):
+            raise UsageError(f"{what}: unknown value {item!r}; expected one of "
+                             f"{', '.join(tuple(allowed) + tuple(extra))}")
+    return tuple(dict.fromkeys(items))
+
+
+def _parse_ranks(text) -> tuple:
+    items = list(text) if isinstance(text, (list, tuple)) else str(text).split(",")
+    out = []
+    for item in items:
+        try:
+            out.append(int(str(item).strip()))
+        except ValueError:
+            raise UsageError(f"--ranks: {item!r} is not a whole number") from None
+    return tuple(out)
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser (defaults are None: :func:`validate` fills them in)."""
+    conv = "\n".join(f"  {c:15s} {size_convention(c)}" for c in ALL_KINDS)
+    p = argparse.ArgumentParser(
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Time MPI collectives over sizes, rank counts and topologies and "
+                    "write a run directory (metadata.json, points.jsonl, points.csv; "
+                    "see docs/formats.md). Run it under mpiexec; only rank 0 writes and "
+                    "prints. Times are in seconds in the files; the summary prints "
+                    "microseconds and GB/s (1e9 bytes/s).",
+        epilog="What a size counts (the 'bytes' column):\n" + conv + "\n\n"
+               "Counts not divisible by the rank count use blocks of count//p elements, "
+               "the first count%%p one larger (the native reduce-scatter and allgather "
+               "then call Reduce_scatter/Allgatherv).  pingpong runs between ranks 0 and "
+               "1 of a 2-rank sub-communicator of each topology (whatever --ranks says); "
+               "reduce_local runs on every rank of each sub-communicator at once.\n\n"
+               "To merge several launches of the same sweep: python -m collectives.merge "
+               "RUN RUN... --out DIR.\n\nExit status: 0 done, 1 error during the sweep "
+               "(job aborted), 2 bad arguments (nothing measured or written), 3 a point "
+               "exceeded --point-timeout.")
+    a = p.add_argument
+    a("--collectives", metavar="LIST",
+      help=f"comma list of {', '.join(ALL_KINDS)} (default: all)")
+    a("--algorithms", metavar="LIST",
+      help="comma list of algorithm names from collectives/costs.py, 'native' (the MPI "
+           "library's own) or 'all' (every registered algorithm plus native); each "
+           "collective runs the listed algorithms it has (default: native). pingpong "
+           "and reduce_local always run 'native'")
+    a("--sizes", metavar="RANGE|LIST",
+      help=f"bytes per point: MIN:MAX[:FACTOR] (MIN, MIN*FACTOR, ... up to MAX; FACTOR "
+           f"2 by default, OSU style) or a comma list; units K, M, G = 2^10, 2^20, 2^30 "
+           f"(default {DEFAULT_SIZES}; with --quick {QUICK_SIZES}). Each size must be a "
+           f"multiple of the dtype size")
+    a("--ranks", metavar="LIST",
+      help="comma list of sub-communicator sizes, each a sub-communicator of this "
+           "launch (default: powers of two from 2 up to P, plus P, where P is what the "
+           "topology supports: ranks on the first node for intra, nodes for inter, "
+           "world size for world)")
+    a("--topology", metavar="LIST",
+      help="comma list of intra (ranks of one node), inter (one rank per node), world "
+           "(first ranks of the job) or auto (intra if a node has >= 2 ranks, plus inter "
+           "if there are >= 2 nodes; detected with Split_type(COMM_TYPE_SHARED) and host "
+           "names) (default: auto)")
+    a("--dtype", help=f"element type: {', '.join(DTYPES)} (default float32)")
+    a("--op", help=f"reduction: {', '.join(OPS)} (default sum)")
+    a("--sync", help="how repetitions start: barrier (MPI_Barrier before each) or window "
+                     "(synchronized clocks, start at window boundaries, late starts "
+                     "discarded) (default barrier)")
+    a("--target-ci", type=float, metavar="FRAC",
+      help="stop a point when the 95%% CI half-width of the median is within FRAC of "
+           f"the median (default {DEFAULT_TARGET_CI})")
+    a("--time-budget", type=float, metavar="SECONDS",
+      help=f"time spent per point at most, roughly (default {DEFAULT_TIME_BUDGET}; "
+           f"with --quick {QUICK_TIME_BUDGET})")
+    a("--min-reps", type=int, metavar="N",
+      help=f"repetitions per point at least (default {DEFAULT_MIN_REPS})")
+    a("--max-reps", type=int, metavar="N",
+      help=f"repetitions per point at most (default {DEFAULT_MAX_REPS})")
+    a("--seed", type=int,
+      help="seed of the random size order (default: random; recorded in metadata)")
+    a("--max-memory", metavar="SIZE",
+      help="refuse points whose buffers (estimate: operations.memory_per_rank) exceed "
+           "SIZE bytes per rank (default: a quarter of physical memory divided by the "
+           "ranks on the most crowded node)")
+    a("--point-timeout", type=float, metavar="SECONDS",
+      help="abort the job (status 3) when one point runs longer than this, naming the "
+           "point; 0 disables (default 120 + 20 x --time-budget)")
+    a("--out", metavar="DIR",
+      help="run directory to create; must not exist or be empty (default data/<run id>)")
+    a("--resume", metavar="DIR",
+      help="continue the run in DIR: its stored options are used (options given again "
+           "must match them), points already on disk are skipped")
+    a("--quick", action="store_true", default=None,
+      help=f"small sweep: sizes {QUICK_SIZES}, --time-budget {QUICK_TIME_BUDGET} "
+           "(explicit options win)")
+    return p
+
+
+# ---------------------------------------------------------------------------------
+# Validation (pure: rank 0 runs it on the parsed arguments and the layout)
+# ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Options:
+    """A validated sweep configuration (stored under ``options`` in metadata.json)."""
+
+    collectives: tuple
+    algorithms: tuple
+    sizes: tuple
+    topologies: tuple
+    ranks: dict
+    dtype: str
+    op: str
+    sync: str
+    target_ci: float
+    time_budget: float
+    min_reps: int
+    max_reps: int
+    seed: int
+    buffer: str
+    max_memory: int
+    point_timeout: float
+    out: str
+    resume: str | None = None
+    quick: bool = False
+    rank_request: tuple | None = field(default=None)
+
+    def to_metadata(self) -> dict:
+        """JSON-ready dict (tuples as lists)."""
+        d = asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def _choice(value, what, allowed, default):
+    value = default if value is None else value
+    if value not in allowed:
+        raise UsageError(f"{what}: unknown value {value!r}; expected one of "
+                         f"{', '.join(allowed)}")
+    return value
+
+
+def _default_max_memory(layout) -> int:
+    crowded = max(len(r) for r in layout.ranks_by_node)
+    return _physical_memory() // (4 * crowded)
+
+
+def _check_output(path: Path) -> None:
+    """Usage error unless ``path`` can be created as a new (or is an empty) directory.
+    Probes the nearest existing ancestor with a temporary directory it removes."""
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"--out {path}: exists and is not a directory")
+        if any(path.iterdir()):
+            raise UsageError(f"--out {path}: directory is not empty (use --resume {path} "
+                             "to continue that run, or choose another --out)")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"--out {path}: {probe} is not a directory")
+    try:
+        tmp = tempfile.mkdtemp(prefix=".collcost-probe-", dir=probe)
+        os.rmdir(tmp)
+    except OSError as exc:
+        raise UsageError(f"--out {path}: cannot create a directory in {probe} "
+                         f"({exc.strerror or exc})") from None
+
+
+def validate(raw: dict, layout, *, run_id: str = "run") -> Options:
+    """Turn raw option values (strings or None from argparse, or stored lists) into
+    :class:`Options`, checking everything before anything is created or measured."""
+    from .harness import TimingOptions
+
+    quick = bool(raw.get("quick"))
+    colls = parse_list(raw.get("collectives") or ",".join(ALL_KINDS), "--collectives",
+                       ALL_KINDS)
+    algos = parse_list(raw.get("algorithms") or NATIVE, "--algorithms",
+                       _all_algorithm_names(), extra=("all",))
+    if "all" in algos:
+        algos = _all_algorithm_names()
+    for alg in algos:
+        if not any(alg in registered_algorithms(c) for c in colls if c in COLLECTIVES) \
+                and not (alg == NATIVE and colls):
+            raise UsageError(f"--algorithms: {alg!r} is not an algorithm of any of "
+                             f"{', '.join(colls)}")
+    if any(a != NATIVE for a in algos):
+        try:
+            from . import algorithms as _algs
+            _algs.get  # noqa: B018 -- the dispatch function must exist
+        except (ImportError, AttributeError):
+            raise UsageError("--algorithms: hand-written algorithms are not available "
+                             "(collectives.algorithms.get is missing); use native") from None
+    sizes = parse_sizes(raw.get("sizes") or (QUICK_SIZES if quick else DEFAULT_SIZES))
+    dtype = _choice(raw.get("dtype"), "--dtype", DTYPES, "float32")
+    op = _choice(raw.get("op"), "--op", OPS, "sum")
+    for s in sizes:
+        try:
+            count = element_count(s, dtype)
+        except ValueError as exc:
+            raise UsageError(f"--sizes: {exc}") from None
+        if count > MAX_COUNT:
+            raise UsageError(f"--sizes: {s} B is {count} elements of {dtype}, more than "
+                             f"an MPI count holds ({MAX_COUNT})")
+    try:
+        topologies = resolve_topologies(layout, parse_list(
+            raw.get("topology") or "auto", "--topology", REQUESTS))
+    except ValueError as exc:
+        raise UsageError(f"--topology: {exc}") from None
+    request = raw.get("rank_request")
+    if raw.get("ranks") is not None and not isinstance(raw.get("ranks"), dict):
+        request = _parse_ranks(raw["ranks"])
+    ranks = {}
+    for topo in topologies:
+        try:
+            ranks[topo] = (check_ranks(layout, topo, request) if request
+                           else default_ranks(layout, topo))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    sync = raw.get("sync") or "barrier"
+    try:
+        TimingOptions(sync=sync,
+                      target_ci=_num(raw, "target_ci", DEFAULT_TARGET_CI),
+                      time_budget=_num(raw, "time_budget",
+                                       QUICK_TIME_BUDGET if quick else DEFAULT_TIME_BUDGET),
+                      min_reps=int(_num(raw, "min_reps", DEFAULT_MIN_REPS)),
+                      max_reps=int(_num(raw, "max_reps", DEFAULT_MAX_REPS)))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"timing options: {exc}") from None
+    budget = float(_num(raw, "time_budget",
+                        QUICK_TIME_BUDGET if quick else DEFAULT_TIME_BUDGET))
+    max_memory = raw.get("max_memory")
+    max_memory = (_default_max_memory(layout) if max_memory is None
+                  else parse_size(max_memory, "--max-memory")
+                  if isinstance(max_memory, str) else int(max_memory))
+    if max_memory <= 0:
+        raise UsageError(f"--max-memory must be > 0, got {max_memory}")
+    for topo in topologies:
+        for p in ranks[topo]:
+            for c in colls:
+                for alg in _algorithms_for(c, algos):
+                    need = memory_per_rank(c, sizes[-1], p, alg)
+                    if need > max_memory:
+                        raise UsageError(
+                            f"--sizes {sizes[-1]} B: {c}/{alg} at {p} ranks needs about "
+                            f"{need} B per rank, more than --max-memory {max_memory} B")
+    timeout = raw.get("point_timeout")
+    timeout = 120 + 20 * budget if timeout is None else float(timeout)
+    if timeout < 0:
+        raise UsageError(f"--point-timeout must be >= 0 (0 disables), got {timeout}")
+    seed = raw.get("seed")
+    seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
+    resume = raw.get("resume")
+    out = raw.get("out") or str(Path("data") / run_id)
+    if resume is None:
+        _check_output(Path(out))
+    opts = Options(collectives=colls, algorithms=algos, sizes=sizes,
+                   topologies=topologies, ranks=ranks, dtype=dtype, op=op, sync=sync,
+                   target_ci=float(_num(raw, "target_ci", DEFAULT_TARGET_CI)),
+                   time_budget=budget,
+                   min_reps=int(_num(raw, "min_reps", DEFAULT_MIN_REPS)),
+                   max_reps=int(_num(raw, "max_reps", DEFAULT_MAX_REPS)),
+                   seed=seed, buffer=raw.get("buffer") or "numpy", max_memory=max_memory,
+                   point_timeout=timeout, out=str(resume or out), resume=resume,
+                   quick=quick, rank_request=request)
+    if not plan_points(opts, layout):
+        raise UsageError("nothing to measure: " + _empty_reason(opts))
+    return opts
+
+
+def _num(raw, key, default):
+    value = raw.get(key)
+    return default if value is None else value
+
+
+def _all_algorithm_names() -> tuple:
+    names = []
+    for c in COLLECTIVES:
+        names += [a for a in registered_algorithms(c) if a not in names]
+    return tuple(names)
+
+
+def _algorithms_for(collective: str, algos) -> tuple:
+    if collective in AUXILIARY:
+        return (NATIVE,)
+    have = registered_algorithms(collective)
+    return tuple(a for a in algos if a in have)
+
+
+def _empty_reason(opts: Options) -> str:
+    if set(opts.collectives) == {"pingpong"}:
+        return "pingpong needs 2 ranks in a topology and none has them"
+    return "no (collective, algorithm) pair of the options exists"
+
+
+# ---------------------------------------------------------------------------------
+# The plan: every point, grouped by sub-communicator, sizes in random order
+# ---------------------------------------------------------------------------------
+
+def plan_points(opts: Options, layout, done=frozenset()) -> list:
+    """Points to measure: ``[((topology, p), [(collective, algorithm, bytes), ...])]``.
+
+    Groups come in topology order, then rank count; inside a group, collectives and
+    algorithms in option order, sizes shuffled by ``random.Random`` seeded with
+    ``"<seed>/<topology>/<p>/<collective>/<algorithm>"``.  pingpong is planned once per
+    topology, in the 2-rank group.  Points whose key (see :func:`_key`) is in ``done``
+    are left out.
+    """
+    from .topology import max_ranks, members, nodes_spanned
+    groups = {}
+    for topo in opts.topologies:
+        counts = list(opts.ranks[topo])
+        for p in counts + ([2] if 2 not in counts and max_ranks(layout, topo) >= 2 else []):
+            nodes = nodes_spanned(layout, members(layout, topo, p))
+            for c in opts.collectives:
+                if c == "pingpong" and p != 2:
+                    continue
+                if c != "pingpong" and p not in counts:
+                    continue
+                for alg in _algorithms_for(c, opts.algorithms):
+                    sizes = list(opts.sizes)
+                    random.Random(f"{opts.seed}/{topo}/{p}/{c}/{alg}").shuffle(sizes)
+                    for s in sizes:
+                        if _key(opts, topo, p, nodes, c, alg, s) in done:
+                            continue
+                        groups.setdefault((topo, p, nodes), []).append((c, alg, s))
+    ordered = sorted(groups.items(), key=lambda kv: (opts.topologies.index(kv[0][0]),
+                                                      kv[0][1]))
+    return ordered
+
+
+def _key(opts: Options, topo, p, nodes, collective, algorithm, nbytes) -> tuple:
+    # the order of results.KEY_FIELDS
+    return (collective, algorithm, topo, p, nodes, nbytes, opts.dtype, opts.op,
+            opts.buffer, opts.sync)
+
+
+# ---------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------
+
+class Watchdog:
+    """A thread that ends the process (status 3) when a point outlives its timeout.
+
+    It makes no MPI call (thread level ``single``); ``os._exit`` works while the main
+    thread is stuck inside MPI, where Python signal handlers would never run.
+    """
+
+    def __init__(self, timeout: float):
+        self.timeout = float(timeout)
+        self._cond = threading.Condition()
+        self._label = None
+        self._generation = 0
+        if self.timeout > 0:
+            threading.Thread(target=self._watch, name="collcost-watchdog",
+                             daemon=True).start()
+
+    def arm(self, label: str) -> None:
+        with self._cond:
+            self._label = label
+            self._generation += 1
+            self._cond.notify_all()
+
+    def disarm(self) -> None:
+        with self._cond:
+            self._label = None
+            self._generation += 1
+            self._cond.notify_all()
+
+    def _watch(self):
+        with self._cond:
+            while True:
+                while self._label is None:
+                    self._cond.wait()
+                gen, label = self._generation, self._label
+                deadline = time.monotonic() + self.timeout
+                while self._generation == gen:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        sys.stderr.write(f"\ncollcost: point {label} exceeded "
+                                         f"--point-timeout {self.timeout:g}s; aborting\n")
+                        sys.stderr.flush()
+                        os._exit(3)
+                    self._cond.wait(left)
+
+
+class Progress:
+    """One status line on rank 0's stderr (``\\r`` updates on a terminal, else lines)."""
+
+    def __init__(self, total: int, stream=None):
+        self.total, self.done = total, 0
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.start = time.monotonic()
+
+    def update(self, label: str) -> None:
+        self.done += 1
+        width = 24
+        fill = int(width * self.done / max(self.total, 1))
+        line = (f"[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
+                f"{label}  {time.monotonic() - self.start:5.1f}s")
+        if self.tty:
+            self.stream.write("\r" + line[:150].ljust(150))
+        else:
+            self.stream.write("collcost: " + line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _human(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return f"{n}B"
+
+
+def _label(topo, p, c, alg, nbytes) -> str:
+    return f"{c}/{alg}/{topo}/{p}/{nbytes}B"
+
+
+def _idle_wait(comm) -> None:
+    """Barrier that sleeps while waiting (ranks outside a sub-communicator leave the
+    cores to the ranks measuring)."""
+    req = comm.Ibarrier()
+    while not req.Test():
+        time.sleep(0.0005)
+
+
+def _point_row(opts, topo, p, nodes, c, alg, nbytes, prepared, timing, correct) -> dict:
+    summary = dict(timing.summary())
+    scale = prepared.scale
+    for k in ("median_s", "ci_low_s", "ci_high_s", "mean_s", "min_s", "p95_s", "p99_s"):
+        summary[k] = float(summary[k]) * scale
+    samples = {k: [float(x) * scale for x in getattr(timing, f"{k}_s")]
+               for k in ("max", "min", "mean")}
+    row = {"collective": c, "algorithm": alg, "topology": topo, "ranks": p,
+           "nodes": nodes, "bytes": nbytes, "dtype": opts.dtype, "op": opts.op,
+           "buffer": opts.buffer, "sync": opts.sync, "count": prepared.count}
+    row.update({k: summary[k] for k in ("median_s", "ci_low_s", "ci_high_s", "mean_s",
+                                        "min_s", "p95_s", "p99_s")})
+    row.update(repetitions=int(summary["repetitions"]),
+               discarded=int(summary["discarded"]), warmup=int(summary["warmup"]),
+               stop_rule=summary["stop_rule"], unstable=bool(summary["unstable"]),
+               correct=bool(correct), samples=samples)
+    return row
+
+
+def _summary_table(rows) -> str:
+    head = (f"{'collective':14s} {'algorithm':18s} {'topo':5s} {'p':>3s} {'bytes':>8s} "
+            f"{'median_us':>11s} {'ci95_%':>7s} {'algbw_GB/s':>10s} {'busbw_GB/s':>10s} "
+            f"{'reps':>6s} stop  flags")
+    lines = ["units: time in microseconds (us); bandwidth in GB/s = 1e9 bytes/s; "
+             "bytes as in --help (size convention); busbw = algbw x nccl-tests factor",
+             head]
+    key = lambda r: (r["topology"], r["ranks"], ALL_KINDS.index(r["collective"]),
+                     r["algorithm"], r["bytes"])
+    for r in sorted(rows, key=key):
+        t = r["median_s"]
+        algbw = r["bytes"] / t / 1e9 if t > 0 else float("nan")
+        try:
+            busbw = f"{algbw * float(busbw_factor(r['collective'], r['ranks'])):10.3f}"
+        except ValueError:
+            busbw = f"{'-':>10s}"
+        half = (r["ci_high_s"] - r["ci_low_s"]) / 2
+        ci = 100 * half / t if t > 0 else float("nan")
+        flags = ",".join(f for f, on in (("unstable", r["unstable"]),
+                                         ("INCORRECT", not r["correct"])) if on)
+        lines.append(f"{r['collective']:14s} {r['algorithm']:18s} {r['topology']:5s} "
+                     f"{r['ranks']:3d} {_human(r['bytes']):>8s} {t * 1e6:11.2f} "
+                     f"{ci:7.1f} {algbw:10.3f} {busbw} {r['repetitions']:6d} "
+                     f"{r['stop_rule']:5s} {flags}")
+    return "\n".join(lines)
+
+
+def _stored_raw(meta: dict) -> dict:
+    """Raw option values of a stored run, as :func:`validate` takes them."""
+    o = dict(meta.get("options") or {})
+    out = {k: o.get(k) for k in ("collectives", "algorithms", "sizes", "dtype", "op",
+                                 "sync", "target_ci", "time_budget", "min_reps",
+                                 "max_reps", "seed", "buffer", "max_memory",
+                                 "point_timeout", "quick")}
+    out["topology"] = o.get("topologies")
+    out["rank_request"] = tuple(o["rank_request"]) if o.get("rank_request") else None
+    return out
+
+
+def _resume_options(args: dict, layout, meta: dict, path: str) -> Options:
+    stored_opts = meta.get("options") or {}
+    problems = []
+    for what, have in (("world size", layout.size), ("nodes", layout.nodes),
+                       ("ranks per node", layout.ranks_per_node)):
+        key = {"world size": "world_size", "nodes": "nodes",
+               "ranks per node": "ranks_per_node"}[what]
+        if meta.get(key) != have:
+            problems.append(f"{what}: the run has {meta.get(key)!r}, this launch {have!r}")
+    if problems:
+        raise UsageError(f"--resume {path}: this launch does not match the run:\n  "
+                         + "\n  ".join(problems))
+    raw = _stored_raw(meta)
+    for k, v in args.items():
+        if v is not None and k not in ("resume", "out", "quick"):
+            raw[k] = v
+    if args.get("max_memory") is None:
+        raw["max_memory"] = None
+    raw["resume"] = path
+    opts = validate(raw, layout)
+    mine = opts.to_metadata()
+    diffs = [k for k in mine if k not in RESUME_FREE and k != "rank_request"
+             and _norm(mine[k]) != _norm(stored_opts.get(k))]
+    if diffs:
+        raise UsageError(f"--resume {path}: options differ from the stored run: "
+                         + "; ".join(f"{k} is {stored_opts.get(k)!r} in the run, "
+                                     f"{mine[k]!r} here" for k in diffs))
+    return opts
+
+
+def _norm(v):
+    if isinstance(v, dict):
+        return {k: _norm(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    return v
+
+
+def _setup(argv, layout):
+    """Rank 0: parse and validate. Returns ("ok", opts, stored_meta_or_None, run_id)
+    or ("exit", status, message)."""
+    from .results import RunFormatError, _read_metadata, new_run_id
+    parser = build_parser()
+    try:
+        args = vars(parser.parse_args(argv))
+    except SystemExit as exc:  # --help (0) or an argparse usage error (2)
+        return ("exit", exc.code if isinstance(exc.code, int) else 2, None, None)
+    try:
+        if args.get("resume"):
+            if args.get("out"):
+                raise UsageError("--out and --resume exclude each other (--resume DIR "
+                                 "appends to DIR)")
+            try:
+                meta = _read_metadata(Path(args["resume"]))
+            except RunFormatError as exc:
+                raise UsageError(f"--resume: {exc}") from None
+            return ("ok", _resume_options(args, layout, meta, args["resume"]), meta,
+                    meta.get("run_id"))
+        run_id = new_run_id()
+        return ("ok", validate(args, layout, run_id=run_id), None, run_id)
+    except UsageError as exc:
+        return ("exit", 2, f"{parser.format_usage()}{PROG}: error: {exc}\n", None)
+
+
+def _run(argv) -> int:
+    from .harness import TimingOptions, harness_overhead, time_call, timer_properties
+    from .mpi import MPI
+    from .operations import prepare
+    from .results import RunWriter
+    from .topology import detect, subcommunicator
+    from . import metadata as md
+
+    world = MPI.COMM_WORLD
+    rank = world.Get_rank()
+    layout = detect(world)
+    setup = _setup(argv, layout) if rank == 0 else None
+    setup = world.bcast(setup, root=0)
+    if setup[0] == "exit":
+        if rank == 0 and setup[2]:
+            sys.stderr.write(setup[2])
+            sys.stderr.flush()
+        return setup[1]
+    _, opts, stored, run_id = setup
+    timing_opts = TimingOptions(sync=opts.sync, target_ci=opts.target_ci,
+                                time_budget=opts.time_budget, min_reps=opts.min_reps,
+                                max_reps=opts.max_reps)
+    writer, plan = None, None
+    if stored is None:
+        overhead = {opts.sync: float(harness_overhead(world, timing_opts))}
+    if rank == 0:
+        command_line = [sys.executable, "-m", "collectives.sweep"] + list(
+            sys.argv[1:] if argv is None else argv)
+        if stored is None:
+            meta = md.collect(world, layout, options=opts.to_metadata(),
+                              command_line=command_line, seed=opts.seed,
+                              timer=timer_properties(), harness_overhead_s=overhead,
+                              gpu=md.gpu_record(opts.buffer), run_id=run_id)
+            writer = RunWriter.create(opts.out, meta)
+        else:
+            writer = RunWriter.resume(opts.out, command_line=command_line, seed=opts.seed)
+        plan = plan_points(opts, layout, writer.completed_keys())
+        total = sum(len(points) for _, points in plan)
+        sys.stderr.write(f"collcost: {total} point(s) to measure"
+                         f"{' (resuming ' + opts.out + ')' if stored else ''}; "
+                         f"writing {opts.out}\n")
+        sys.stderr.flush()
+    plan = world.bcast(plan, root=0)
+    progress = Progress(sum(len(points) for _, points in plan)) if rank == 0 else None
+    watchdog = Watchdog(opts.point_timeout)
+    kill_after = os.environ.get(KILL_ENV)
+    kill_rank = min(1, world.Get_size() - 1)
+    fail_at = os.environ.get(FAIL_ENV)
+    taken = 0
+    rows = []
+    for (topo, p, nodes), points in plan:
+        sub = subcommunicator(world, layout, topo, p)
+        if sub is not None:
+            for c, alg, nbytes in points:
+                label = _label(topo, p, c, alg, nbytes)
+                watchdog.arm(label)
+                if fail_at is not None and rank == world.Get_size() - 1 \
+                        and taken + 1 == int(fail_at):
+                    raise RuntimeError(f"{FAIL_ENV}={fail_at}: failure injected at "
+                                       f"point {label}")
+                prepared = prepare(sub, c, alg, nbytes, opts.dtype, opts.op, opts.buffer)
+                correct = prepared.check()
+                timing = time_call(sub, prepared.call, timing_opts)
+                if rank == 0:
+                    row = writer.append(_point_row(opts, topo, p, nodes, c, alg, nbytes,
+                                                   prepared, timing, correct))
+                    rows.append(row)
+                    if not correct:
+                        sys.stderr.write(f"\ncollcost: WARNING: point {label} gave a "
+                                         "wrong result (recorded with correct=false)\n")
+                    progress.update(f"{c} {alg} {topo} p={p} {_human(nbytes)}")
+                del prepared, timing
+                sub.Barrier()  # rank 0 has written the point
+                watchdog.disarm()
+                taken += 1
+                if kill_after is not None and rank == kill_rank and taken >= int(kill_after):
+                    sys.stderr.write(f"collcost: {KILL_ENV}={kill_after}: rank {rank} "
+                                     "exits now\n")
+                    sys.stderr.flush()
+                    os._exit(9)
+            sub.Free()
+            gc.collect()
+        _idle_wait(world)
+    if rank == 0:
+        progress.close()
+        csv = writer.finish()
+        print(_summary_table(rows))
+        print(f"wrote {len(rows)} point(s) to {writer.path} ({csv.name}, "
+              f"points.jsonl, metadata.json)")
+        sys.stdout.flush()
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point: run the sweep; any exception on any rank aborts the whole job."""
+    from .mpi import MPI
+    try:
+        return _run(argv)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 -- report, then take the job down
+        rank = MPI.COMM_WORLD.Get_rank()
+        traceback.print_exc()
+        sys.stderr.write(f"collcost: rank {rank}: {type(exc).__name__}: {exc}; "
+                         "aborting the job\n")
+        sys.stderr.flush()
+        MPI.COMM_WORLD.Abort(1)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The constants file: versioned JSON, validated on write and on read.
+
+``save(obj, path)`` validates then writes atomically (temp file, fsync, rename: a
+failure never leaves a half-written file); ``load(path)`` reads and validates.  The
+schema ships in the package (``fits/schema/constants.schema.json``).  Validation uses
+``jsonschema`` when it is installed (the ``schema``/``test`` extras); otherwise a
+built-in checker of the subset of JSON Schema that file uses (types, required keys,
+const/enum, bounds, array lengths, ``$ref``, ``oneOf``, ``if/then/else``, property
+names) applies the same rules.  :func:`validator_name` says which.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["SCHEMA_VERSION", "KIND", "SCHEMA_PATH", "ConstantsError", "load", "save",
+           "validate", "schema", "validator_name"]
+
+SCHEMA_VERSION = 1
+KIND = "collcost-constants"
+SCHEMA_PATH = Path(__file__).with_name("schema") / "constants.schema.json"
+
+
+class ConstantsError(ValueError):
+    """A constants object or file that does not follow the schema."""
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    """The JSON Schema of constants files (schema_version 1)."""
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def _jsonschema():
+    try:
+        import jsonschema
+    except ImportError:
+        return None
+    return jsonschema
+
+
+def validator_name() -> str:
+    """``"jsonschema"`` or ``"built-in"``: which validator :func:`validate` uses."""
+    return "jsonschema" if _jsonschema() is not None else "built-in"
+
+
+# -- the built-in checker -------------------------------------------------------------
+
+_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+
+
+def _is_type(value, name) -> bool:
+    if name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, _TYPES[name])
+
+
+def _resolve(ref: str, root: dict) -> dict:
+    if not ref.startswith("#/"):
+        raise ConstantsError(f"schema reference {ref!r} is not local")
+    node = root
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node
+
+
+def _errors(value, sch: dict, root: dict, where: str):
+    """Yield messages for every rule of ``sch`` that ``value`` breaks."""
+    if "$ref" in sch:
+        yield from _errors(value, _resolve(sch["$ref"], root), root, where)
+    if "if" in sch:
+        branch = "then" if not any(_errors(value, sch["if"], root, where)) else "else"
+        if branch in sch:
+            yield from _errors(value, sch[branch], root, where)
+    if "oneOf" in sch:
+        ok = sum(1 for s in sch["oneOf"] if not any(_errors(value, s, root, where)))
+        if ok != 1:
+            yield f"{where}: matches {ok} of the allowed forms instead of exactly one"
+            return
+    if "type" in sch:
+        names = sch["type"] if isinstance(sch["type"], list) else [sch["type"]]
+        if not any(_is_type(value, n) for n in names):
+            yield f"{where}: expected {' or '.join(names)}, got {type(value).__name__}"
+            return
+    if "const" in sch and value != sch["const"]:
+        yield f"{where}: must be {sch['const']!r}, got {value!r}"
+    if "enum" in sch and value not in sch["enum"]:
+        yield f"{where}: must be one of {sch['enum']!r}, got {value!r}"
+    if _is_type(value, "number"):
+        if isinstance(value, float) and not math.isfinite(value):
+            yield f"{where}: must be finite, got {value!r}"
+        if "minimum" in sch and value < sch["minimum"]:
+            yield f"{where}: must be >= {sch['minimum']}, got {value!r}"
+        if "exclusiveMinimum" in sch and value <= sch["exclusiveMinimum"]:
+            yield f"{where}: must be > {sch['exclusiveMinimum']}, got {value!r}"
+        if "exclusiveMaximum" in sch and value >= sch["exclusiveMaximum"]:
+            yield f"{where}: must be < {sch['exclusiveMaximum']}, got {value!r}"
+    if isinstance(value, list):
+        if len(value) < sch.get("minItems", 0):
+            yield f"{where}: needs at least {sch['minItems']} items, has {len(value)}"
+        if "maxItems" in sch and len(value) > sch["maxItems"]:
+            yield f"{where}: allows at most {sch['maxItems']} items, has {len(value)}"
+        if "items" in sch:
+            for i, item in enumerate(value):
+                yield from _errors(item, sch["items"], root, f"{where}[{i}]")
+    if isinstance(value, dict):
+        for key in sch.get("required", ()):
+            if key not in value:
+                yield f"{where}: missing required key {key!r}"
+        if len(value) < sch.get("minProperties", 0):
+            yield f"{where}: needs at least {sch['minProperties']} entries"
+        names = sch.get("propertyNames")
+        props = sch.get("properties", {})
+        extra = sch.get("additionalProperties")
+        for key, item in value.items():
+            if names is not None:
+                if "enum" in names and key not in names["enum"]:
+                    yield f"{where}: key {key!r} not one of {names['enum']!r}"
+                if "pattern" in names and not re.search(names["pattern"], key):
+                    yield f"{where}: key {key!r} does not match {names['pattern']!r}"
+            if key in props:
+                yield from _errors(item, props[key], root, f"{where}.{key}")
+            elif isinstance(extra, dict):
+                yield from _errors(item, extra, root, f"{where}.{key}")
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def validate(obj) -> None:
+    """Raise :class:`ConstantsError` (naming the first problems) unless ``obj`` is valid."""
+    if not isinstance(obj, dict):
+        raise ConstantsError(f"a constants object must be a JSON object, got "
+                             f"{type(obj).__name__}")
+    if obj.get("kind") != KIND:
+        raise ConstantsError(f"not a collcost constants file (kind is {obj.get('kind')!r},"
+                             f" expected {KIND!r})")
+    version = obj.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ConstantsError(f"unknown schema_version {version!r}; this collcost reads "
+                             f"schema_version {SCHEMA_VERSION} only")
+    js = _jsonschema()
+    if js is not None:
+        validator = js.Draft202012Validator(schema())
+        problems = sorted(validator.iter_errors(obj), key=lambda e: list(e.path))
+        leaves = [js.exceptions.best_match(e.context) if e.context else e
+                  for e in problems]
+        messages = [f"{'.'.join(map(str, e.absolute_path)) or '(top)'}: "
+                    f"{_shorten(e.message)}" for e in leaves]
+    else:
+        messages = list(_errors(obj, schema(), schema(), "(top)"))
+    if messages:
+        more = f" (and {len(messages) - 5} more)" if len(messages) > 5 else ""
+        raise ConstantsError("constants do not follow the schema: "
+                             + "; ".join(messages[:5]) + more)
+
+
+def save(obj: dict, path) -> Path:
+    """Validate ``obj`` and write it to ``path`` atomically (nothing written if invalid)."""
+    from collectives.results import atomic_write_text
+
+    validate(obj)
+    text = json.dumps(obj, indent=1, allow_nan=False) + "\n"
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ConstantsError(f"cannot write {path}: directory {path.parent} does not exist")
+    atomic_write_text(path, text)
+    return path
+
+
+def load(path) -> dict:
+    """Read and validate a constants file; :class:`ConstantsError` says what is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConstantsError(f"cannot read constants file {path}: {exc.strerror}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConstantsError(f"{path}: not valid JSON ({exc})") from None
+    try:
+        validate(obj)
+    except ConstantsError as exc:
+        raise ConstantsError(f"{path}: {exc}") from None
+    return obj

@@ -1,0 +1,549 @@
+"""``python -m fits.predict SUBCOMMAND``: scaling laws, rubric, training step, exports.
+
+Subcommands (each explains every option with ``--help``):
+
+``laws``     Amdahl vs Gustafson, the textbook strong/weak models and their best K.
+``rubric``   judge a measured ``p, seconds[, rate_per_hour, quality, work]`` CSV.
+``step``     data-parallel training step from a constants file or explicit α, β, γ.
+``export``   a constants file for Calculon, ASTRA-sim, SimGrid/SMPI or Alpa/ColossalAI.
+
+``laws``, ``rubric`` and ``step`` print one per-row table and a summary in ``--format``
+``table`` (default), ``csv`` (the table, then the summary as ``# key: value`` lines, so
+``pandas.read_csv(..., comment="#")`` reads it) or ``json`` (``{"table": [...],
+"summary": {...}}``; NaN as null, infinities as the strings "inf"/"-inf"); ``--plots DIR``
+writes PNGs there.  Usage errors and invalid inputs exit with status 2 and one line on
+stderr naming the problem.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import exports, rubric, scaling, step
+
+__all__ = ["main", "COMMANDS", "parse_workers", "parse_floats"]
+
+FORMATS = ("table", "csv", "json")
+#: name -> (help, add_arguments(parser), run(args) -> (DataFrame, summary, plots))
+COMMANDS: dict = {}
+
+
+def command(name: str, help: str):
+    """Register a subcommand: the decorated function adds its arguments."""
+    def wrap(add):
+        COMMANDS[name] = {"help": help, "add": add, "doc": add.__doc__}
+        return add
+    return wrap
+
+
+def _runner(name):
+    def wrap(run):
+        COMMANDS[name]["run"] = run
+        return run
+    return wrap
+
+
+# ------------------------------------------------------------------ argument parsing
+
+def parse_workers(text: str) -> list:
+    """Worker counts: ``1,2,4``, ranges ``1-8`` / ``2-16:2`` and doublings ``1-64:x2``."""
+    out = []
+    for item in str(text).split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            if "-" in item:
+                lo, _, rest = item.partition("-")
+                hi, _, stepping = rest.partition(":")
+                lo, hi = int(lo), int(hi)
+                if hi < lo:
+                    raise ValueError
+                if stepping.startswith("x"):
+                    factor = int(stepping[1:])
+                    if factor < 2 or lo < 1:
+                        raise ValueError
+                    k = lo
+                    while k <= hi:
+                        out.append(k)
+                        k *= factor
+                else:
+                    stride = int(stepping) if stepping else 1
+                    if stride < 1:
+                        raise ValueError
+                    out.extend(range(lo, hi + 1, stride))
+            else:
+                out.append(int(item))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"bad worker list item {item!r}: use N, A-B, A-B:STEP or A-B:xF") from None
+    if not out:
+        raise argparse.ArgumentTypeError("the worker list is empty")
+    if min(out) < 1:
+        raise argparse.ArgumentTypeError(f"worker counts must be >= 1, got {min(out)}")
+    return sorted(set(out))
+
+
+def parse_floats(text: str) -> list:
+    """Comma-separated numbers."""
+    try:
+        vals = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got "
+                                         f"{text!r}") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("the list is empty")
+    return vals
+
+
+def _fraction(text):
+    v = float(text)
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return v
+
+
+def _nonneg(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"must be finite and >= 0, got {text}")
+    return v
+
+
+def _positive(text):
+    v = _nonneg(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def _count(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return v
+
+
+def _common(p: argparse.ArgumentParser, plots: bool = True):
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="output: aligned 'table' (default), 'csv' (table then '# key: "
+                        "value' summary lines) or 'json' ({table, summary})")
+    if plots:
+        p.add_argument("--plots", metavar="DIR", type=Path,
+                       help="also write PNG plots into DIR (created if missing; needs "
+                            "matplotlib)")
+
+
+# ------------------------------------------------------------------ output
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if math.isnan(v):
+            return None
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return v
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def emit(table: pd.DataFrame, summary: dict, fmt: str, out=None) -> None:
+    """Print one table and its summary in ``fmt`` (table, csv or json)."""
+    out = out or sys.stdout
+    if fmt == "json":
+        doc = {"table": _jsonable(table.to_dict(orient="records")),
+               "summary": _jsonable(summary)}
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return
+    if fmt == "csv":
+        table.to_csv(out, index=False, float_format="%.10g")
+        for k, v in summary.items():
+            out.write(f"# {k}: {json.dumps(_jsonable(v))}\n")
+        return
+    with pd.option_context("display.max_columns", None, "display.width", 200):
+        out.write(table.to_string(index=False, float_format=lambda x: f"{x:.4g}") + "\n\n")
+    for k, v in summary.items():
+        if isinstance(v, (dict, list)):
+            v = json.dumps(_jsonable(v))
+        elif isinstance(v, float):
+            v = f"{v:.6g}"
+        out.write(f"{k}: {v}\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _progress(msg: str) -> None:
+    print(f"fits.predict: {msg}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------ laws
+
+@command("laws", "Amdahl vs Gustafson and the textbook strong/weak models")
+def _laws_args(p):
+    """Amdahl and Gustafson speedups side by side for each serial fraction s and worker
+    count K; Amdahl time T(K)/T(1) = s + (1-s)/K, speedup, efficiency, the ceiling 1/s
+    and the fraction of it reached at each K; the textbook strong model
+    T = s + (1-s)/K + c lg K (and its speedup) vs the weak model T = s + (1-s) + c lg K
+    (and its efficiency T(1)/T(K)), with the whole K that minimizes the strong time."""
+    p.add_argument("--serial", type=parse_floats, default=[0.01, 0.05, 0.1, 0.25],
+                   metavar="S[,S...]", help="serial fractions in [0, 1] (default "
+                                            "0.01,0.05,0.1,0.25)")
+    p.add_argument("--workers", type=parse_workers, default=parse_workers("1-1024:x2"),
+                   metavar="LIST", help="worker counts: N, A-B, A-B:STEP, A-B:xF, "
+                                        "comma-separated (default 1-1024:x2)")
+    p.add_argument("--comm-coeff", type=_nonneg, default=0.01, metavar="C",
+                   help="c of the textbook models' c·lg K communication term, as a "
+                        "fraction of T(1) (default 0.01)")
+    _common(p)
+
+
+@_runner("laws")
+def _laws(args):
+    K = np.asarray(args.workers, dtype=float)
+    rows, summary = [], {}
+    curves_s, curves_e, ceilings = {}, {}, {}
+    for s in args.serial:
+        scaling.check_fraction(s, "--serial")
+        amd = scaling.amdahl_speedup(s, K)
+        ceiling = float(scaling.amdahl_ceiling(s))
+        strong = scaling.textbook_strong_time(s, args.comm_coeff, K)
+        weak = scaling.textbook_weak_time(s, args.comm_coeff, K)
+        t1 = scaling.textbook_strong_time(s, args.comm_coeff, 1)
+        frame = pd.DataFrame({
+            "serial_fraction": s, "workers": K.astype(int),
+            "amdahl_time": scaling.amdahl_time(s, K), "amdahl_speedup": amd,
+            "amdahl_efficiency": scaling.efficiency(amd, K),
+            "gustafson_speedup": scaling.gustafson_speedup(s, K),
+            "amdahl_ceiling": ceiling,
+            "fraction_of_ceiling": amd / ceiling,
+            "strong_time": strong, "strong_speedup": scaling.speedup(t1, strong),
+            "weak_time": weak, "weak_efficiency": scaling.speedup(t1, weak)})
+        rows.append(frame)
+        kstar = scaling.textbook_optimal_workers(s, args.comm_coeff)
+        best = int(K[np.argmin(strong)])
+        summary[f"s={s:g}"] = {
+            "amdahl_ceiling": ceiling,
+            "largest_workers": int(K.max()),
+            "fraction_of_ceiling_at_largest": float(amd[-1] / ceiling),
+            "strong_optimal_workers": kstar,
+            "strong_optimal_time": float(scaling.textbook_strong_time(
+                s, args.comm_coeff, kstar)) if math.isfinite(kstar) else None,
+            "best_listed_workers": best}
+        curves_s[f"Amdahl s={s:g}"] = amd
+        curves_s[f"Gustafson s={s:g}"] = frame["gustafson_speedup"].to_numpy()
+        curves_e[f"Amdahl s={s:g}"] = frame["amdahl_efficiency"].to_numpy()
+        ceilings[f"s={s:g}"] = ceiling
+    table = pd.concat(rows, ignore_index=True)
+
+    def plots(d, plt_mod):
+        return [plt_mod.speedup_plot(d / "laws_speedup.png", K, curves_s, ceilings=ceilings,
+                                     title="Amdahl vs Gustafson"),
+                plt_mod.efficiency_plot(d / "laws_efficiency.png", K, curves_e,
+                                        title="Amdahl efficiency")]
+    return table, {"comm_coeff": args.comm_coeff, **summary}, plots
+
+
+# ------------------------------------------------------------------ rubric
+
+@command("rubric", "judge a measured scaling table (CSV: p, seconds[, ...])")
+def _rubric_args(p):
+    """Reads a CSV with columns p (workers) and seconds (run time) and optional
+    rate_per_hour (price per hour of the whole allocation of that row), quality (a
+    result metric of the same run) and work (units of work done; default 1).  Prints
+    speedup (throughput ratio against the smallest p), efficiency, Karp-Flatt per p,
+    the least-squares Amdahl serial fraction (1/S - 1/p = s(1 - 1/p)), its ceiling and
+    model speedup, cost per run, cost per unit of work, work per unit of cost, the
+    quality gate (rows drifting beyond the tolerance are flagged and excluded from the
+    fit and the recommendations), the largest p keeping efficiency >= threshold, the
+    cheapest p and a one-line verdict."""
+    p.add_argument("csv", type=Path, help="the measured table (CSV with a header row)")
+    p.add_argument("--threshold", type=_fraction, default=rubric.DEFAULT_THRESHOLD,
+                   help="efficiency a recommended p must keep (default 0.70)")
+    p.add_argument("--quality-tol", type=_nonneg, default=rubric.DEFAULT_QUALITY_TOL,
+                   metavar="TOL", help="largest allowed relative drift of 'quality' "
+                                       "from the smallest-p row (default 0.01)")
+    p.add_argument("--rate", type=_nonneg, metavar="PER_WORKER_HOUR",
+                   help="price per worker-hour when the CSV has no rate_per_hour column "
+                        "(without either, costs are in worker-seconds)")
+    _common(p)
+
+
+@_runner("rubric")
+def _rubric(args):
+    res = rubric.evaluate(rubric.read_table(args.csv), threshold=args.threshold,
+                          quality_tol=args.quality_tol, rate_per_worker_hour=args.rate)
+    t = res.table
+    ok = t["quality_ok"].to_numpy()
+
+    def plots(d, plt_mod):
+        K = t["p"].to_numpy()
+        curves = {"measured": t["speedup"].to_numpy()}
+        if np.isfinite(res.serial_fraction):
+            curves[f"Amdahl fit s={res.serial_fraction:.3g}"] = t["model_speedup"].to_numpy()
+        eff = {"measured": np.where(ok, t["efficiency"].to_numpy(), np.nan)}
+        return [plt_mod.speedup_plot(d / "rubric_speedup.png", K, curves,
+                                     ceilings={"Amdahl": res.ceiling}, title="Speedup"),
+                plt_mod.efficiency_plot(d / "rubric_efficiency.png", K, eff,
+                                        threshold=res.threshold, title="Efficiency")]
+    return t, res.summary(), plots
+
+
+# ------------------------------------------------------------------ step
+
+def load_constants(path: Path) -> dict:
+    """A constants file through ``fits.constants.load`` (validated) when available."""
+    try:
+        from .. import constants as constants_mod
+    except ImportError:
+        constants_mod = None
+    if constants_mod is not None and hasattr(constants_mod, "load"):
+        try:
+            return constants_mod.load(path)
+        except FileNotFoundError:
+            raise ValueError(f"constants file {path}: no such file") from None
+        except Exception as exc:  # jsonschema errors etc. -> usage error
+            if isinstance(exc, (ValueError, OSError)) or \
+                    type(exc).__name__ == "ValidationError":
+                raise ValueError(f"constants file {path}: {exc}") from None
+            raise
+    try:
+        with open(path) as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"constants file {path}: no such file") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"constants file {path}: not readable JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("kind") != "collcost-constants":
+        raise ValueError(f"constants file {path}: not a collcost constants file "
+                         f"(kind must be 'collcost-constants')")
+    if doc.get("schema_version") != 1:
+        raise ValueError(f"constants file {path}: unknown schema_version "
+                         f"{doc.get('schema_version')!r} (this reader knows 1)")
+    return doc
+
+
+@command("step", "data-parallel training step per worker count")
+def _step_args(p):
+    """Models one training step on K workers: compute time (T_c/K in strong scaling,
+    T_c in weak), the gradient all-reduce (intra-node constants inside a node, the
+    two-level hierarchical all-reduce once K spans nodes; the chosen algorithm's
+    registry formula or the fastest fitted one at that size), the part of it not
+    overlapped with compute, and serial time.  Per K: step time, communication time,
+    serial fraction s(K) = T_comm/(T_comp + T_comm), speedup, efficiency, Amdahl
+    ceiling 1/s(K), cost per step and per unit of work.  Recommends the fastest K, the
+    largest K with efficiency >= threshold and the cheapest K meeting a deadline."""
+    src = p.add_argument_group("communication constants (one of)")
+    src.add_argument("--constants", type=Path, metavar="FILE",
+                     help="constants file written by fits (intra and inter topologies)")
+    src.add_argument("--alpha", type=_nonneg, metavar="S",
+                     help="explicit latency α in seconds (with --beta; flat network)")
+    src.add_argument("--beta", type=_nonneg, metavar="S_PER_B",
+                     help="explicit seconds per byte β")
+    src.add_argument("--gamma", type=_nonneg, default=0.0, metavar="S_PER_B",
+                     help="explicit seconds per byte reduced γ (default 0)")
+    g = p.add_argument_group("model")
+    size = g.add_mutually_exclusive_group(required=True)
+    size.add_argument("--grad-bytes", type=_nonneg, metavar="B",
+                      help="gradient bytes all-reduced per step")
+    size.add_argument("--params", type=_nonneg, metavar="N",
+                      help="parameter count (bytes = N × --dtype-size)")
+    g.add_argument("--dtype-size", type=_positive, default=4, metavar="B",
+                   help="bytes per gradient element with --params (default 4)")
+    g.add_argument("--compute-s", type=_positive, required=True, metavar="S",
+                   help="compute seconds of one step on one worker")
+    g.add_argument("--serial-s", type=_nonneg, default=0.0, metavar="S",
+                   help="seconds per step that more workers do not shorten (default 0)")
+    g.add_argument("--overlap", type=_nonneg, default=0.0, metavar="F",
+                   help="fraction of the communication overlapped with compute, 0..1 "
+                        "(default 0)")
+    g.add_argument("--mode", choices=step.MODES, default="strong",
+                   help="strong: fixed global batch; weak: fixed per-worker batch "
+                        "(default strong)")
+    g.add_argument("--workers", type=parse_workers, default=parse_workers("1-256:x2"),
+                   metavar="LIST", help="worker counts: N, A-B, A-B:STEP, A-B:xF, "
+                                        "comma-separated (default 1-256:x2)")
+    g.add_argument("--ranks-per-node", type=_count, metavar="Q",
+                   help="workers per node (default: the constants' intra ranks_per_node; "
+                        "with explicit α, β: all workers in one flat network)")
+    g.add_argument("--algorithm", metavar="NAME",
+                   help="all-reduce algorithm (registry name, e.g. ring, rabenseifner; "
+                        "used by every stage that has it); default: fastest fitted")
+    c = p.add_argument_group("cost and recommendations")
+    c.add_argument("--rate", type=_nonneg, metavar="PER_WORKER_HOUR",
+                   help="price per worker-hour (without it costs are worker-seconds)")
+    c.add_argument("--threshold", type=_fraction, default=0.70,
+                   help="efficiency the 'largest efficient K' must keep (default 0.70)")
+    c.add_argument("--deadline", type=_positive, metavar="S",
+                   help="seconds the job may take; the cheapest K must meet it")
+    c.add_argument("--steps", type=_positive, default=1.0, metavar="N",
+                   help="job size in steps at K = 1 (weak scaling needs N/K steps of K "
+                        "batches; default 1)")
+    _common(p)
+
+
+@_runner("step")
+def _step(args):
+    if args.constants is not None and (args.alpha is not None or args.beta is not None):
+        raise ValueError("give either --constants or --alpha/--beta, not both")
+    if args.constants is None and (args.alpha is None or args.beta is None):
+        raise ValueError("give --constants FILE, or both --alpha and --beta")
+    if not 0 <= args.overlap <= 1:
+        raise ValueError(f"--overlap must be between 0 and 1, got {args.overlap}")
+    if args.constants is not None:
+        consts = load_constants(args.constants)
+        q = args.ranks_per_node or int(
+            (consts.get("topologies", {}).get("intra") or {}).get("ranks_per_node") or 1)
+    else:
+        consts = step.explicit_constants(args.alpha, args.beta, args.gamma)
+        q = args.ranks_per_node or max(args.workers)
+    nbytes = step.gradient_bytes(grad_bytes=args.grad_bytes, params=args.params,
+                                 dtype_size=args.dtype_size)
+    K = np.asarray(args.workers)
+    comm, labels = step.allreduce_times(consts, K, nbytes, ranks_per_node=q,
+                                        algorithm=args.algorithm)
+    table = step.step_table(comm, K, compute_s=args.compute_s, serial_s=args.serial_s,
+                            overlap=args.overlap, mode=args.mode,
+                            rate_per_worker_hour=args.rate)
+    table["algorithm"] = labels
+    rec = step.recommend(table, threshold=args.threshold, deadline_s=args.deadline,
+                         steps=args.steps)
+    summary = {"mode": args.mode, "gradient_bytes": nbytes, "ranks_per_node": q,
+               "cost_unit": "currency" if args.rate is not None else "worker-seconds",
+               **rec}
+
+    def plots(d, plt_mod):
+        Kf = table["workers"].to_numpy()
+        ceil = table["amdahl_ceiling"].to_numpy()
+        finite = ceil[np.isfinite(ceil)]
+        return [plt_mod.speedup_plot(d / "step_speedup.png", Kf,
+                                     {f"{args.mode} scaling": table["speedup"].to_numpy()},
+                                     ceilings={"Amdahl at largest K": finite[-1]}
+                                     if finite.size else None, title="Training-step speedup"),
+                plt_mod.efficiency_plot(d / "step_efficiency.png", Kf,
+                                        {f"{args.mode} scaling":
+                                         table["efficiency"].to_numpy()},
+                                        threshold=args.threshold, title="Efficiency"),
+                plt_mod.breakdown_plot(d / "step_breakdown.png", Kf,
+                                       compute=table["compute_s"],
+                                       exposed_comm=table["exposed_comm_s"],
+                                       serial=table["serial_s"], title="Step time")]
+    return table, summary, plots
+
+
+# ------------------------------------------------------------------ export
+
+@command("export", "write a constants file in another planner's format")
+def _export_args(p):
+    """Converts a constants file for another tool, in the units it expects:
+    calculon (JSON 'networks' entries: GB/s, s, ops [scalar, offset]), astra (ASTRA-sim
+    analytical network YAML: GB/s with 2^30 B per GB, ns per link), simgrid (platform
+    XML with a cluster, loopback links and SMPI piecewise bw/lat factors from the fitted
+    point-to-point segments), alpa (JSON mesh_alpha / mesh_beta per mesh dimension,
+    dimension 0 across nodes).  The document goes to --output (written atomically) or
+    stdout; there is no --format here, the target fixes it."""
+    p.add_argument("constants", type=Path, help="constants file written by fits")
+    p.add_argument("--target", choices=exports.TARGETS, required=True,
+                   help="output format: " + ", ".join(exports.TARGETS))
+    p.add_argument("-o", "--output", type=Path, metavar="FILE",
+                   help="write here (atomically) instead of stdout")
+    p.add_argument("--algorithm", default="ring",
+                   help="all-reduce algorithm whose constants calculon/alpa exports use "
+                        "(default ring: the form both tools assume)")
+    p.add_argument("--astra-topology", choices=exports.ASTRA_TOPOLOGIES, default="Switch",
+                   help="ASTRA-sim building block of every dimension (default Switch: "
+                        "2 links per message)")
+    p.add_argument("--time-unit", choices=tuple(exports.TIME_UNITS), default="us",
+                   help="alpa: unit of mesh_alpha and mesh_beta per byte (default us, "
+                        "keeps Alpa's fixed tie-break costs negligible; s for "
+                        "ColossalAI's profiler convention)")
+
+
+@_runner("export")
+def _export(args):
+    consts = load_constants(args.constants)
+    text = exports.export(consts, args.target, algorithm=args.algorithm,
+                          astra_topology=args.astra_topology, time_unit=args.time_unit)
+    if args.output:
+        _atomic_write(args.output, text)
+        _progress(f"wrote {args.target} export to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return None
+
+
+# ------------------------------------------------------------------ main
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser with one sub-parser per registered command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fits.predict",
+        description="Scaling laws, scaling rubric, training-step prediction and exports "
+                    "of fitted collective constants.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    for name, spec in COMMANDS.items():
+        sp = sub.add_parser(name, help=spec["help"], description=" ".join(
+            (spec["doc"] or spec["help"]).split()))
+        spec["add"](sp)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the CLI; returns the exit status (2 for usage errors and invalid inputs)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = COMMANDS[args.command]["run"](args)
+        if result is None:
+            return 0
+        table, summary, plots = result
+        if getattr(args, "plots", None) is not None:
+            from . import plots as plt_mod
+            written = plots(args.plots, plt_mod)
+            _progress("wrote " + ", ".join(str(w) for w in written))
+        emit(table, summary, args.format)
+    except ValueError as exc:
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
+    return 0

@@ -1,0 +1,5 @@
+import sys
+
+from fits.predict import main
+
+sys.exit(main())

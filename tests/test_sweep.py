@@ -1,0 +1,126 @@
+"""The sweep end to end under mpiexec: quick sweeps at 1-4 ranks, metadata, resume."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from collectives.costs import AUXILIARY, COLLECTIVES, size_convention
+from collectives.results import KEY_FIELDS, METADATA_KEYS, point_key, read_run
+from mpirun import ROOT, mpirun
+
+#: Tiny, uneven (6 float32 elements: blocks differ at 4 ranks) and multi-MiB sizes.
+FAST = ["--sizes", "8,24,3M", "--time-budget", "0.01", "--min-reps", "3",
+        "--max-reps", "50"]
+
+
+def sweep(n, args, timeout=90, env=None):
+    return mpirun(n, ["-m", "collectives.sweep"] + [str(a) for a in args],
+                  timeout=timeout, env=env)
+
+
+def expected_points(n, sizes=3, collectives=COLLECTIVES + AUXILIARY):
+    """Points of a default --topology auto sweep on one host with n ranks."""
+    ranks = [1] if n == 1 else sorted({2 ** k for k in range(1, n.bit_length())} | {n})
+    per_group = len([c for c in collectives if c != "pingpong"]) * sizes
+    return len(ranks) * per_group + (sizes if n >= 2 and "pingpong" in collectives else 0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_quick_sweep(tmp_path, n):
+    out = tmp_path / "run"
+    proc = sweep(n, FAST + ["--out", out], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = read_run(out)
+    pts = run.points
+    assert len(pts) == expected_points(n)
+    assert set(pts["collective"]) == set(COLLECTIVES + AUXILIARY) - (
+        {"pingpong"} if n == 1 else set())
+    assert pts["correct"].all()
+    assert set(pts["bytes"]) == {8, 24, 3 << 20}
+    assert (pts["topology"] == "intra").all() and (pts["nodes"] == 1).all()
+    assert set(pts.loc[pts["collective"] == "pingpong", "ranks"]) <= {2}
+    assert (pts["count"] == pts["bytes"] // 4).all()
+    assert (pts["median_s"] > 0).all()
+    assert (pts["ci_low_s"] <= pts["median_s"]).all()
+    assert (pts["median_s"] <= pts["ci_high_s"]).all()
+    for _, row in pts.iterrows():
+        assert len(row["samples"]["max"]) == row["repetitions"] >= 3
+    assert len({point_key(r) for r in pts.to_dict("records")}) == len(pts)
+    # rank 0 alone prints; the summary states its units
+    assert proc.stdout.count("units:") == 1 and "microseconds" in proc.stdout
+    assert f"wrote {len(pts)} point(s)" in proc.stdout
+    assert (out / "points.csv").exists()
+
+
+def _all_keys(obj, acc=None):
+    acc = set() if acc is None else acc
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            acc.add(k)
+            _all_keys(v, acc)
+    elif isinstance(obj, list):
+        for v in obj:
+            _all_keys(v, acc)
+    return acc
+
+
+def formats_metadata_names():
+    """Backticked names of the `metadata.json` paragraph of docs/formats.md."""
+    text = (ROOT / "docs" / "formats.md").read_text()
+    start = text.index("`metadata.json` keys:")
+    para = text[start:text.index("\n\n", start)]
+    names = set(re.findall(r"`([a-z_0-9]+)`", para))
+    return names - {"metadata"}
+
+
+def test_metadata_complete(tmp_path):
+    out = tmp_path / "run"
+    env = {"UCX_COLLCOST_TEST": "1", "NOT_AN_MPI_VARIABLE": "x"}
+    proc = sweep(2, ["--collectives", "allreduce,reduce_local", "--sizes", "8",
+                     "--time-budget", "0.01", "--min-reps", "3", "--seed", "7",
+                     "--out", out], env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((out / "metadata.json").read_text())
+    assert set(METADATA_KEYS) <= set(meta)
+    missing = formats_metadata_names() - _all_keys(meta) - {"repetitions"}
+    assert not missing, f"formats.md names missing from metadata: {missing}"
+    assert meta["mpi"]["library"] == "MPICH" and "5." in meta["mpi"]["version"]
+    assert meta["world_size"] == 2 and meta["nodes"] == 1 and meta["ranks_per_node"] == 2
+    assert sum(meta["hosts"].values()) == 2
+    assert meta["env"]["UCX_COLLCOST_TEST"] == "1"
+    assert meta["env"]["MPIR_CVAR_DEVICE_COLLECTIVES"] == "none"  # set by tests/mpirun.py
+    assert "NOT_AN_MPI_VARIABLE" not in meta["env"]
+    assert meta["timer"]["resolution_s"] > 0 and meta["timer"]["overhead_s"] > 0
+    assert meta["harness_overhead_s"]["barrier"] > 0
+    assert meta["seed"] == 7 and meta["options"]["seed"] == 7
+    assert meta["options"]["sizes"] == [8] and meta["options"]["dtype"] == "float32"
+    assert meta["size_convention"]["allreduce"] == size_convention("allreduce")
+    assert meta["gpu"] is None
+    assert meta["command_line"][-1] == str(out)
+    commit = meta["git_commit"]
+    assert commit is None or re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", commit)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", meta["date_utc"])
+
+
+def test_same_seed_same_order(tmp_path):
+    args = ["--collectives", "reduce_local", "--sizes", "8:1K", "--time-budget", "0.005",
+            "--min-reps", "2", "--seed", "11"]
+    a = sweep(1, args + ["--out", tmp_path / "a"])
+    b = sweep(1, args + ["--out", tmp_path / "b"])
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    order = [list(read_run(tmp_path / d).points["bytes"]) for d in "ab"]
+    assert order[0] == order[1] and sorted(order[0]) == [8 << k for k in range(8)]
+    assert order[0] != sorted(order[0])  # shuffled (this seed does not give the identity)
+
+
+def test_help_explains_every_option():
+    proc = sweep(1, ["--help"], timeout=60)
+    assert proc.returncode == 0
+    for opt in ("--collectives", "--algorithms", "--sizes", "--ranks", "--topology",
+                "--dtype", "--sync", "--target-ci", "--time-budget", "--out", "--quick",
+                "--resume", "--max-memory", "--point-timeout", "--seed",
+                "collectives.merge"):
+        assert opt in proc.stdout, opt
+    for c in COLLECTIVES + AUXILIARY:
+        assert size_convention(c)[:30] in " ".join(proc.stdout.split())
