@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collectives import costs
+from collectives import costs, gpu
 from collectives.algorithms import ALGORITHMS, block_counts, block_displs
 from collectives.algorithms.arguments import SUPPORTED_DTYPES
 from collectives.algorithms.messages import datatype
@@ -49,8 +49,12 @@ def _numpy_buffer(host: np.ndarray):
     return np.array(host, copy=True)
 
 
+def _device_buffer(host: np.ndarray):
+    return gpu.device_array(host)  # cupy-staged too: the staging wraps the algorithm
+
+
 #: ``--buffer`` kind -> function turning a host array into a buffer of that kind.
-BUFFERS = {"numpy": _numpy_buffer}
+BUFFERS = {"numpy": _numpy_buffer, "cupy": _device_buffer, "cupy-staged": _device_buffer}
 
 
 def allocate(kind: str, host: np.ndarray):
@@ -145,7 +149,7 @@ def build_cases(p, selection, dtypes, ops, count_tokens, large, roots):
 
     ``selection`` lists (collective, algorithm); small counts run for every dtype, op,
     root; ``large`` (bytes, 0 for none) runs once per algorithm with the first dtype,
-    op and root.  All-reduce small counts also run in place.
+    op and root.  All-reduce small counts of the first dtype also run in place.
     """
     cases = []
     for coll, alg in selection:
@@ -157,7 +161,7 @@ def build_cases(p, selection, dtypes, ops, count_tokens, large, roots):
                 for op in coll_ops:
                     for root in coll_roots:
                         cases.append(Case(p, coll, alg, dtype, op, count, root))
-                        if coll == "allreduce":
+                        if coll == "allreduce" and dtype == dtypes[0]:
                             cases.append(Case(p, coll, alg, dtype, op, count, root, True))
         if large:
             dtype = dtypes[0]
@@ -168,8 +172,8 @@ def build_cases(p, selection, dtypes, ops, count_tokens, large, roots):
 
 def _random(rng, dtype, n):
     if np.dtype(dtype).kind == "f":
-        return rng.standard_normal(n).astype(dtype)
-    return rng.integers(-1000, 1000, n).astype(dtype)
+        return rng.standard_normal(n, dtype=dtype)
+    return rng.integers(-1000, 1000, n, dtype=dtype)
 
 
 def _compare(case, got, want, scale):
@@ -335,6 +339,7 @@ def build_parser(algorithms=None):
     parser.add_argument("--buffer", choices=sorted(BUFFERS), default="numpy",
                         help="memory the algorithms run on (default numpy); the native "
                              "reference always uses host memory")
+    gpu.add_arguments(parser, buffer=False)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--verbose", action="store_true",
                         help="print every case, not only the summary per algorithm")
@@ -372,6 +377,12 @@ def main(argv=None, *, algorithms=None) -> int:
             parser.print_usage(sys.stderr)
             print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
+    try:  # GPU buffers: verdict, device, memory (send, receive, scratch, staging)
+        if args.buffer in gpu.DEVICE_BUFFERS:
+            gpu.prepare(world, args.buffer, args.cuda_aware, 4 * max(args.large, 1 << 20))
+    except gpu.GpuSetupError as exc:
+        _log(world, f"{parser.prog}: error: {exc}", err=True)
+        return 2
 
     failures, rows = [], []
     for p in ranks:
@@ -382,11 +393,11 @@ def main(argv=None, *, algorithms=None) -> int:
         if comm != MPI.COMM_NULL:
             summary = {}
             for case in cases:
-                ok, err, message = _run_guarded(comm, case, algorithms, args)
-                ok_all = comm.allreduce(ok, op=MPI.LAND)
-                messages = comm.gather(message, root=0)
-                err = comm.reduce(err, op=MPI.MAX, root=0)
+                outcome = comm.gather(_run_guarded(comm, case, algorithms, args), root=0)
                 if comm.Get_rank() == 0:
+                    ok_all = all(ok for ok, _, _ in outcome)
+                    err = max(e for _, e, _ in outcome)
+                    messages = [m for _, _, m in outcome]
                     s = summary.setdefault((case.collective, case.algorithm),
                                            [0, 0, 0.0, 0])
                     s[0] += 1
@@ -424,8 +435,10 @@ def _run_guarded(comm, case, algorithms, args):
     an exception on one rank only would leave the others waiting, so abort then)."""
     from collectives.mpi import MPI
     try:
-        return run_case(comm, case, algorithms[(case.collective, case.algorithm)],
-                        args.buffer, args.seed)
+        fn = algorithms[(case.collective, case.algorithm)]
+        if args.buffer == "cupy-staged":
+            fn = gpu.staged_algorithm(fn)  # MPI sees host copies of the device buffers
+        return run_case(comm, case, fn, args.buffer, args.seed)
     except Exception as exc:  # report which case failed, then stop the whole job
         print(f"FAIL {case.name}: rank {comm.Get_rank()} raised {exc!r}", file=sys.stderr,
               flush=True)

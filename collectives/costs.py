@@ -258,10 +258,16 @@ def predict(collective: str, algorithm: str, p, nbytes, alpha, beta, gamma=0.0):
     return a * alpha + b * n * beta + c * n * gamma
 
 
+def _moves_data(p):
+    """1 when there is anyone to send to (p > 1), else 0."""
+    return np.where(_p(p) > 1, 1.0, 0.0)
+
+
 _LOWER_BOUNDS = {
     # collective: (alpha coefficient, beta coefficient, gamma coefficient) -- Chan et al.
-    "bcast": (clg, _one, _zero),
-    "reduce": (clg, _one, frac),
+    # (at p = 1 nothing moves: every bound is 0)
+    "bcast": (clg, _moves_data, _zero),
+    "reduce": (clg, _moves_data, frac),
     "allgather": (clg, frac, _zero),
     "reduce_scatter": (clg, frac, frac),
     "allreduce": (clg, lambda p: 2 * frac(p), frac),

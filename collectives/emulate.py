@@ -148,9 +148,13 @@ def parse_size(size) -> int:
     return value
 
 
-def default_burst(rate_bps: float) -> int:
-    """tbf bucket size: one 4 ms timer tick of data (HZ=250), at least 64 KiB."""
-    return max(64 * 1024, int(rate_bps / 8 / 250))
+#: Default tbf bucket.  A message that fits in the bucket leaves at memory speed, so a
+#: big bucket makes every size below it look latency-bound (64 KiB and 250 KB buckets
+#: put a kink at that size into the fitted curve); a real wire has no bucket.  16 KiB
+#: rate-limits everything above a few frames; tbf splits TCP's 64 KiB GSO super-frames
+#: into MTU frames to fit it, so each frame's headers are charged as on a real link.
+DEFAULT_BURST = 16 * 1024
+
 
 
 def check_available() -> None:
@@ -267,7 +271,7 @@ class EmulatedCluster:
     rate : str or float
         Per-direction link rate, tc style (``"200mbit"``) or bits per second.
     burst : str or int, optional
-        tbf bucket size in bytes; default :func:`default_burst`.
+        tbf bucket size in bytes; default :data:`DEFAULT_BURST`.
     keep : bool
         Leave the namespaces in place on exit (remove later with ``--teardown TAG``).
 
@@ -285,7 +289,7 @@ class EmulatedCluster:
         self.hosts = hosts
         self.ranks_per_host = ranks_per_host
         self.rate_bps = parse_rate(rate)
-        self.burst = parse_size(burst) if burst is not None else default_burst(self.rate_bps)
+        self.burst = parse_size(burst) if burst is not None else DEFAULT_BURST
         self.keep = keep
         self.tag = f"{PREFIX}-{os.getpid()}-{os.urandom(3).hex()}"
         self.switch_ns = f"{self.tag}-sw"
@@ -424,14 +428,22 @@ class EmulatedCluster:
         return cmd + [str(c) for c in command]
 
     def run(self, command, timeout: float = 600, ranks_per_host: int | None = None,
-            hosts=None, env: dict | None = None, capture: bool = True) -> RunResult:
+            hosts=None, env: dict | None = None, capture: bool = True,
+            exit_grace: float = 15) -> RunResult:
         """Run ``command`` on every rank under ``timeout -k 5``; diagnose a failure.
 
         Returns a :class:`RunResult`; when the launch failed or timed out its
         ``diagnosis`` names links that are down and the host whose process died first.
         One launch at a time per cluster: when it ends, every process left in the hosts'
         namespaces (ranks cut off from a killed mpiexec) is killed.
+
+        MPI ranks end together; when mpiexec is still running ``exit_grace`` seconds
+        after one of them ended (Hydra waits forever for a proxy it cannot reach, e.g.
+        behind a link that is down, even after MPI_Abort), the launch is killed and
+        the diagnosis says so.  ``capture=False`` passes the output through.
         """
+        if not exit_grace > 0:
+            raise ValueError(f"exit_grace: must be positive seconds, got {exit_grace!r}")
         if not self._created:
             raise RuntimeError("cluster not created: use `with EmulatedCluster(...) as c:`")
         if not timeout > 0:
@@ -451,14 +463,23 @@ class EmulatedCluster:
             kept: list[str] = []
             tee = threading.Thread(target=_tee, args=(proc.stderr, sys.stderr, kept), daemon=True)
             tee.start()
+        stdout = stderr = None
+        stranded = False  # killed because mpiexec outlived a dead rank by exit_grace
         try:
-            stdout, stderr = proc.communicate(timeout=timeout + 30) if capture else (None, None)
-            if not capture:
-                proc.wait(timeout=timeout + 30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            stdout, stderr = proc.communicate() if capture else (None, None)
-            proc.wait()
+            while True:
+                try:
+                    if capture:
+                        stdout, stderr = proc.communicate(timeout=0.5)
+                    else:
+                        proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    now = time.monotonic()
+                    if watch.first and not stranded and now - watch.when > exit_grace:
+                        stranded = True
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    elif now > started + timeout + 30:
+                        os.killpg(proc.pid, signal.SIGKILL)
         finally:
             self._procs.remove(proc)
         if tee is not None:
@@ -467,11 +488,14 @@ class EmulatedCluster:
         first_deaths = watch.stop()
         for i in chosen:  # ranks or proxies cut off from mpiexec may outlive it
             _kill_namespace_processes(self.hosts_ns[i])
-        timed_out = proc.returncode in (124, 137, -9)
+        timed_out = not stranded and proc.returncode in (124, 137, -9)
         if timed_out and watch.when >= started + timeout - 0.5:
             first_deaths = []  # those were ended by the timeout itself
         diagnosis = "" if proc.returncode == 0 else \
             self.diagnose(stderr or "", timed_out, timeout, first_deaths, chosen)
+        if stranded:
+            diagnosis += (f"; mpiexec was still running {exit_grace:g} s after that process "
+                          "ended (it could not reach every host to clean up) and was killed")
         return RunResult(cmd, proc.returncode, stdout or "", stderr or "", timed_out, diagnosis)
 
     def diagnose(self, stderr: str = "", timed_out: bool = False, timeout: float | None = None,
@@ -507,8 +531,14 @@ class EmulatedCluster:
         _sh(["ip", "-n", self.switch_ns, "link", "set", self.switch_port(self.host_index(host)), "down"])
 
     def link_up(self, host) -> None:
-        """Bring host's link back up."""
+        """Bring host's link back up, forgetting neighbours that failed to answer meanwhile.
+
+        (A FAILED ARP entry would otherwise make the next connection attempt fail at
+        once with "No route to host".)
+        """
         _sh(["ip", "-n", self.switch_ns, "link", "set", self.switch_port(self.host_index(host)), "up"])
+        for ns in self.hosts_ns + [self.switch_ns]:
+            _sh(["ip", "-n", ns, "neigh", "flush", "all"], check=False)
 
     def links_down(self) -> list[int]:
         """Indices of hosts whose bridge port is administratively down."""
@@ -644,9 +674,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-direction link rate in tc units: 200mbit, 1gbit, 25mbps (bytes/s) "
                         "(default 200mbit)")
     p.add_argument("--burst", default=None,
-                   help="tbf bucket in bytes (65536, 64kb); default max(64 KiB, rate x 4 ms)")
+                   help="tbf bucket in bytes (16384, 16kb); messages smaller than the bucket are not "
+                        "rate-limited (default 16 KiB)")
     p.add_argument("--timeout", type=float, default=3600,
                    help="seconds after which the launch is killed (default 3600)")
+    p.add_argument("--exit-grace", type=float, default=15,
+                   help="seconds mpiexec may keep running after one rank has ended before "
+                        "the launch is killed (Hydra can hang on an unreachable host) "
+                        "(default 15)")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                    help="extra variable for every rank (repeatable)")
     p.add_argument("--keep", action="store_true",
@@ -681,8 +716,9 @@ def main(argv=None) -> int:
             parser.error(f"--env: expected NAME=VALUE, got {item!r}")
         key, value = item.split("=", 1)
         env[key] = value
-    if not args.timeout > 0:
-        parser.error(f"--timeout: must be positive, got {args.timeout}")
+    for name in ("timeout", "exit_grace"):
+        if not getattr(args, name) > 0:
+            parser.error(f"--{name.replace('_', '-')}: must be positive, got {getattr(args, name)}")
     try:
         cluster = EmulatedCluster(args.hosts, args.ranks_per_host, args.rate, args.burst,
                                   keep=args.keep)
@@ -706,7 +742,7 @@ def main(argv=None) -> int:
     except SystemExit as e:
         print("emulate: terminated; the emulated hosts were torn down", file=sys.stderr)
         raise e
-    return result.returncode
+    return result.returncode if result.returncode >= 0 else 128 - result.returncode
 
 
 def _run_cli(cluster: EmulatedCluster, args, command, env) -> RunResult:
@@ -714,7 +750,8 @@ def _run_cli(cluster: EmulatedCluster, args, command, env) -> RunResult:
     print(f"emulate: {args.hosts} host(s) x {args.ranks_per_host} rank(s), links "
           f"{cluster.rate_bps / 1e6:g} Mbit/s each way, cluster {cluster.tag}",
           file=sys.stderr, flush=True)
-    result = cluster.run(command, timeout=args.timeout, env=env, capture=False)
+    result = cluster.run(command, timeout=args.timeout, env=env, capture=False,
+                         exit_grace=args.exit_grace)
     if result.returncode != 0:
         print(f"emulate: the command failed (exit status {result.returncode})"
               + (f": {result.diagnosis}" if result.diagnosis else ""), file=sys.stderr)

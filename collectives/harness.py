@@ -365,6 +365,8 @@ def harness_overhead(comm, options: TimingOptions = TimingOptions()) -> float:
 
     This is the floor under every measured time: clock reads, the Python call and, in
     window mode, the start check.  Compare it with small-message medians to see how
-    much of them is Python.
+    much of them is Python.  NaN when every repetition was discarded (window mode
+    with more busy-waiting ranks than cores).
     """
-    return float(np.median(time_call(comm, _noop, options).max_s))
+    kept = time_call(comm, _noop, options).max_s
+    return float(np.median(kept)) if kept.size else math.nan

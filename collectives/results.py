@@ -13,6 +13,7 @@ This module does not import MPI: readers (the fitter) run without it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import uuid
@@ -60,6 +61,8 @@ POINT_FIELDS = KEY_FIELDS + (
 )
 
 SAMPLE_KEYS = ("max", "min", "mean")
+#: Statistics columns (seconds; null in the file when undefined, NaN in the frame).
+STAT_FIELDS = ("median_s", "ci_low_s", "ci_high_s", "mean_s", "min_s", "p95_s", "p99_s")
 TOPOLOGIES = ("intra", "inter", "world")
 STOP_RULES = ("ci", "budget", "max")
 
@@ -152,7 +155,25 @@ def _json_default(obj):
 
 
 def _dumps(obj, **kw) -> str:
-    return json.dumps(obj, default=_json_default, allow_nan=True, **kw)
+    return json.dumps(_finite(obj), default=_json_default, allow_nan=False, **kw)
+
+
+def _finite(obj):
+    """NaN and infinities -> None (null): files stay strict JSON (e.g. the CI of a
+    point with too few repetitions is undefined)."""
+    if isinstance(obj, float) or (hasattr(obj, "dtype") and getattr(obj, "ndim", 1) == 0):
+        value = float(obj) if hasattr(obj, "dtype") and obj.dtype.kind == "f" else obj
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "tolist") and getattr(obj, "dtype", None) is not None \
+            and obj.dtype.kind == "f":
+        return _finite(obj.tolist())
+    return obj
 
 
 def point_key(point) -> tuple:
@@ -304,6 +325,8 @@ def _frame(rows: list[dict]):
     extra = [c for r in rows[:1] for c in r if c not in POINT_FIELDS]
     for c in extra:  # forward-compatible additive columns are kept
         frame[c] = [r.get(c) for r in rows]
+    for c in STAT_FIELDS:
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
     return frame
 
 

@@ -32,10 +32,12 @@ says it should not be trusted for fitting without a look.
 """
 from __future__ import annotations
 
+import functools
 import math
 
+import statistics
+
 import numpy as np
-from scipy import stats as _sps
 
 __all__ = ["median_ci", "ci_ranks", "relative_halfwidth", "summarize", "stop_reason",
            "next_batch_size", "TAIL_RATIO", "HARD_LIMIT", "STOP_RULES"]
@@ -55,8 +57,10 @@ def _check_confidence(confidence) -> float:
     return confidence
 
 
+@functools.lru_cache(maxsize=16)
 def _z(confidence: float) -> float:
-    return round(float(_sps.norm.ppf(0.5 + confidence / 2.0)), 2)
+    # stdlib normal quantile: importing scipy.stats costs seconds per MPI rank
+    return round(statistics.NormalDist().inv_cdf(0.5 + confidence / 2.0), 2)
 
 
 def ci_ranks(n: int, confidence: float = 0.95) -> tuple[int, int] | None:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from .costs import AUXILIARY, COLLECTIVES, NATIVE, algorithms as registered_algorithms
 from .costs import busbw_factor, size_convention
+from . import gpu
 from .operations import DTYPES, MAX_COUNT, OPS, element_count, memory_per_rank
 from .topology import REQUESTS, check_ranks, default_ranks, resolve_topologies
 
@@ -47,7 +48,7 @@ DEFAULT_MAX_REPS = 100000
 KILL_ENV = "COLLCOST_TEST_KILL_AFTER_POINTS"
 FAIL_ENV = "COLLCOST_TEST_FAIL_AT_POINT"
 #: Options that may differ between a run and its ``--resume``.
-RESUME_FREE = ("point_timeout", "max_memory", "out", "resume", "quick")
+RESUME_FREE = ("point_timeout", "max_memory", "out", "resume", "quick", "cuda_aware")
 
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10,
           "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
@@ -216,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--quick", action="store_true", default=None,
       help=f"small sweep: sizes {QUICK_SIZES}, --time-budget {QUICK_TIME_BUDGET} "
            "(explicit options win)")
+    gpu.add_arguments(p, defaults=False)
     return p
 
 
@@ -247,6 +249,7 @@ class Options:
     resume: str | None = None
     quick: bool = False
     rank_request: tuple | None = field(default=None)
+    cuda_aware: str = "auto"
 
     def to_metadata(self) -> dict:
         """JSON-ready dict (tuples as lists)."""
@@ -384,7 +387,11 @@ def validate(raw: dict, layout, *, run_id: str = "run") -> Options:
                    time_budget=budget,
                    min_reps=int(_num(raw, "min_reps", DEFAULT_MIN_REPS)),
                    max_reps=int(_num(raw, "max_reps", DEFAULT_MAX_REPS)),
-                   seed=seed, buffer=raw.get("buffer") or "numpy", max_memory=max_memory,
+                   seed=seed, buffer=_choice(raw.get("buffer"), "--buffer", gpu.BUFFERS,
+                                             "numpy"),
+                   cuda_aware=_choice(raw.get("cuda_aware"), "--cuda-aware",
+                                      ("auto", "yes", "no"), "auto"),
+                   max_memory=max_memory,
                    point_timeout=timeout, out=str(resume or out), resume=resume,
                    quick=quick, rank_request=request)
     if not plan_points(opts, layout):
@@ -676,6 +683,16 @@ def _setup(argv, layout):
         return ("exit", 2, f"{parser.format_usage()}{PROG}: error: {exc}\n", None)
 
 
+def _device_bytes(opts: Options) -> int:
+    """Largest per-rank buffer estimate of the planned points (GPU memory check)."""
+    if opts.buffer not in gpu.DEVICE_BUFFERS:
+        return 0
+    return max((memory_per_rank(c, opts.sizes[-1], p, alg)
+                for topo in opts.topologies for p in opts.ranks[topo]
+                for c in opts.collectives for alg in _algorithms_for(c, opts.algorithms)),
+               default=0)
+
+
 def _run(argv) -> int:
     from .harness import TimingOptions, harness_overhead, time_call, timer_properties
     from .mpi import MPI
@@ -695,6 +712,13 @@ def _run(argv) -> int:
             sys.stderr.flush()
         return setup[1]
     _, opts, stored, run_id = setup
+    try:  # GPU buffers: verdict, device, memory -- before anything is measured or written
+        device = gpu.prepare(world, opts.buffer, opts.cuda_aware, _device_bytes(opts))
+    except gpu.GpuSetupError as exc:
+        if rank == 0:
+            sys.stderr.write(f"{PROG}: error: {exc}\n")
+            sys.stderr.flush()
+        return 2
     timing_opts = TimingOptions(sync=opts.sync, target_ci=opts.target_ci,
                                 time_budget=opts.time_budget, min_reps=opts.min_reps,
                                 max_reps=opts.max_reps)
@@ -708,7 +732,7 @@ def _run(argv) -> int:
             meta = md.collect(world, layout, options=opts.to_metadata(),
                               command_line=command_line, seed=opts.seed,
                               timer=timer_properties(), harness_overhead_s=overhead,
-                              gpu=md.gpu_record(opts.buffer), run_id=run_id)
+                              gpu=md.gpu_record(opts.buffer, device), run_id=run_id)
             writer = RunWriter.create(opts.out, meta)
         else:
             writer = RunWriter.resume(opts.out, command_line=command_line, seed=opts.seed)
@@ -738,7 +762,8 @@ def _run(argv) -> int:
                                        f"point {label}")
                 prepared = prepare(sub, c, alg, nbytes, opts.dtype, opts.op, opts.buffer)
                 correct = prepared.check()
-                timing = time_call(sub, prepared.call, timing_opts)
+                call, before = gpu.timed_call(prepared.call, opts.buffer)
+                timing = time_call(sub, call, timing_opts, before=before)
                 if rank == 0:
                     row = writer.append(_point_row(opts, topo, p, nodes, c, alg, nbytes,
                                                    prepared, timing, correct))

@@ -46,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap", type=int, default=200, metavar="N",
                         help="bootstrap replicates for the confidence intervals "
                              "(default 200; 0 disables intervals)")
+    parser.add_argument("--bootstrap-points", action=argparse.BooleanOptionalAction,
+                        default=True,
+                        help="also resample the points themselves (Poisson weights), "
+                             "not only repetitions and launches: catches noise shared by "
+                             "a point's repetitions (default: on)")
     parser.add_argument("--confidence", type=float, default=0.95, metavar="C",
                         help="confidence level of the percentile intervals (default 0.95)")
     parser.add_argument("--segments", choices=segments.SEGMENT_CHOICES, default="auto",
@@ -89,6 +94,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     options = FitOptions(loss=args.loss, segments=args.segments, bootstrap=args.bootstrap,
                          confidence=args.confidence, seed=args.seed,
+                         bootstrap_points=args.bootstrap_points,
                          topologies=tuple(args.topology) if args.topology else None)
     try:
         with warnings.catch_warnings(record=True) as caught:

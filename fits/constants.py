@@ -92,8 +92,6 @@ def _errors(value, sch: dict, root: dict, where: str):
     if "enum" in sch and value not in sch["enum"]:
         yield f"{where}: must be one of {sch['enum']!r}, got {value!r}"
     if _is_type(value, "number"):
-        if isinstance(value, float) and not math.isfinite(value):
-            yield f"{where}: must be finite, got {value!r}"
         if "minimum" in sch and value < sch["minimum"]:
             yield f"{where}: must be >= {sch['minimum']}, got {value!r}"
         if "exclusiveMinimum" in sch and value <= sch["exclusiveMinimum"]:
@@ -129,6 +127,18 @@ def _errors(value, sch: dict, root: dict, where: str):
                 yield from _errors(item, extra, root, f"{where}.{key}")
 
 
+def _non_finite(value, where: str):
+    """Paths of NaN/inf numbers (JSON has none; jsonschema would let them through)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield f"{where}: must be a finite number, got {value!r}"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _non_finite(item, f"{where}[{i}]")
+
+
 def _shorten(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -146,14 +156,15 @@ def validate(obj) -> None:
         raise ConstantsError(f"unknown schema_version {version!r}; this collcost reads "
                              f"schema_version {SCHEMA_VERSION} only")
     js = _jsonschema()
-    if js is not None:
+    messages = list(_non_finite(obj, "(top)"))
+    if not messages and js is not None:
         validator = js.Draft202012Validator(schema())
         problems = sorted(validator.iter_errors(obj), key=lambda e: list(e.path))
         leaves = [js.exceptions.best_match(e.context) if e.context else e
                   for e in problems]
         messages = [f"{'.'.join(map(str, e.absolute_path)) or '(top)'}: "
                     f"{_shorten(e.message)}" for e in leaves]
-    else:
+    elif not messages:
         messages = list(_errors(obj, schema(), schema(), "(top)"))
     if messages:
         more = f" (and {len(messages) - 5} more)" if len(messages) > 5 else ""

@@ -71,16 +71,33 @@ _CALCULON_OPS = {"reduce_scatter": "reduce_scatter", "all_gather": "allgather",
                  "all_reduce": "allreduce"}
 
 
-def levels(constants: Mapping) -> list:
-    """``[(name, level, size)]`` for intra (size: ranks per node) and inter (nodes)."""
+def levels(constants: Mapping, sizes: Mapping | None = None) -> list:
+    """``[(name, level, size)]`` for intra and inter, in that order.
+
+    A level's size is ``sizes[name]`` when given (to export for a larger system than
+    the one measured), else its ``ranks_per_node`` (intra) or ``nodes`` (inter), else
+    -- when that is missing or 1 -- the largest rank count fitted on the level.
+    """
     topo = constants.get("topologies") if isinstance(constants, Mapping) else None
     if not topo:
         raise ValueError("constants must have a non-empty 'topologies' mapping")
+    sizes = dict(sizes or {})
+    unknown = set(sizes) - {"intra", "inter"}
+    if unknown:
+        raise ValueError(f"sizes are given for intra and inter only, got {sorted(unknown)}")
     out = []
     for name, key in (("intra", "ranks_per_node"), ("inter", "nodes")):
-        if name in topo:
-            size = int(topo[name].get(key) or 0)
-            out.append((name, topo[name], size))
+        if name not in topo:
+            continue
+        lvl = topo[name]
+        size = sizes.get(name) or lvl.get(key) or 0
+        if size < 2 and name not in sizes:
+            fitted = [r for entries in lvl.get("algorithms", {}).values()
+                      for e in entries.values() for r in e.get("ranks", [])]
+            size = max([size] + fitted)
+        if int(size) != size or size < 1:
+            raise ValueError(f"{name} size must be a whole number >= 1, got {size}")
+        out.append((name, lvl, int(size)))
     if not out:
         raise ValueError(f"constants have neither an 'intra' nor an 'inter' topology "
                          f"(have: {', '.join(topo)})")
@@ -106,10 +123,11 @@ def _calculon_op(lvl, collective, algorithm, beta_ref, size):
     return [float(f"{slope:.12g}"), float(f"{intercept / slope:.12g}")]
 
 
-def calculon_networks(constants: Mapping, *, algorithm: str = "ring") -> dict:
+def calculon_networks(constants: Mapping, *, algorithm: str = "ring",
+                      sizes: Mapping | None = None) -> dict:
     """Calculon ``networks`` entries (one per level with at least 2 ranks)."""
     nets = []
-    for name, lvl, size in levels(constants):
+    for name, lvl, size in levels(constants, sizes):
         if size < 2:
             continue
         alpha, beta, gamma = hierarchy.level_constants(lvl, "allreduce", algorithm)
@@ -129,16 +147,17 @@ def calculon_networks(constants: Mapping, *, algorithm: str = "ring") -> dict:
         raise ValueError("no level with at least 2 ranks to export")
     return {"networks": nets,
             "collcost": {"source": "collcost constants", "algorithm": algorithm,
-                         "levels": [n for n, _, s in levels(constants) if s >= 2],
+                         "levels": [n for n, _, s in levels(constants, sizes) if s >= 2],
                          "note": "latency is the all-reduce latency term at p = size"}}
 
 
-def astra_yaml(constants: Mapping, *, topology: str = "Switch") -> str:
+def astra_yaml(constants: Mapping, *, topology: str = "Switch",
+               sizes: Mapping | None = None) -> str:
     """ASTRA-sim analytical network YAML (one dimension per level, intra first)."""
     if topology not in ASTRA_HOPS:
         raise ValueError(f"unknown ASTRA-sim topology {topology!r}; expected one of "
                          f"{', '.join(ASTRA_TOPOLOGIES)}")
-    dims = [(name, lvl, size) for name, lvl, size in levels(constants) if size >= 1]
+    dims = levels(constants, sizes)
     npus, bws, lats = [], [], []
     for name, lvl, size in dims:
         alpha, beta = _p2p(lvl, name)
@@ -218,9 +237,9 @@ def smpi_factors(segments) -> dict:
     return {"smpi/bw-factor": ";".join(bw), "smpi/lat-factor": ";".join(lat)}
 
 
-def simgrid_xml(constants: Mapping) -> str:
+def simgrid_xml(constants: Mapping, *, sizes: Mapping | None = None) -> str:
     """SimGrid platform XML with the SMPI piecewise options in a ``<config>`` block."""
-    lv = {name: (lvl, size) for name, lvl, size in levels(constants)}
+    lv = {name: (lvl, size) for name, lvl, size in levels(constants, sizes)}
     intra = lv.get("intra")
     inter = lv.get("inter")
     factor_name = "inter" if inter else "intra"
@@ -259,13 +278,14 @@ def simgrid_xml(constants: Mapping) -> str:
             + ET.tostring(root, encoding="unicode") + "\n")
 
 
-def alpa_mesh(constants: Mapping, *, algorithm: str = "ring", time_unit: str = "us") -> dict:
+def alpa_mesh(constants: Mapping, *, algorithm: str = "ring", time_unit: str = "us",
+              sizes: Mapping | None = None) -> dict:
     """Alpa / ColossalAI ``mesh_alpha``, ``mesh_beta`` (dimension 0 across nodes)."""
     if time_unit not in TIME_UNITS:
         raise ValueError(f"time unit must be one of {', '.join(TIME_UNITS)}, got "
                          f"{time_unit!r}")
     unit = TIME_UNITS[time_unit]
-    lv = {name: (lvl, size) for name, lvl, size in levels(constants)}
+    lv = {name: (lvl, size) for name, lvl, size in levels(constants, sizes)}
     shape, alphas, betas, dims = [], [], [], []
     for name in ("inter", "intra"):
         if name not in lv:
@@ -287,16 +307,22 @@ def alpa_mesh(constants: Mapping, *, algorithm: str = "ring", time_unit: str = "
 
 
 def export(constants: Mapping, target: str, *, algorithm: str = "ring",
-           astra_topology: str = "Switch", time_unit: str = "us") -> str:
-    """The export document for ``target`` as text (JSON, YAML or XML)."""
+           astra_topology: str = "Switch", time_unit: str = "us",
+           sizes: Mapping | None = None) -> str:
+    """The export document for ``target`` as text (JSON, YAML or XML).
+
+    ``sizes``: optional ``{"intra": ranks per node, "inter": nodes}`` overriding the
+    measured domain sizes (see :func:`levels`).
+    """
     if target == "calculon":
-        return json.dumps(calculon_networks(constants, algorithm=algorithm), indent=2) + "\n"
-    if target == "astra":
-        return astra_yaml(constants, topology=astra_topology)
-    if target == "simgrid":
-        return simgrid_xml(constants)
-    if target == "alpa":
-        return json.dumps(alpa_mesh(constants, algorithm=algorithm, time_unit=time_unit),
+        return json.dumps(calculon_networks(constants, algorithm=algorithm, sizes=sizes),
                           indent=2) + "\n"
+    if target == "astra":
+        return astra_yaml(constants, topology=astra_topology, sizes=sizes)
+    if target == "simgrid":
+        return simgrid_xml(constants, sizes=sizes)
+    if target == "alpa":
+        return json.dumps(alpa_mesh(constants, algorithm=algorithm, time_unit=time_unit,
+                                    sizes=sizes), indent=2) + "\n"
     raise ValueError(f"unknown export target {target!r}; expected one of "
                      f"{', '.join(TARGETS)}")

@@ -55,7 +55,9 @@ class FitError(ValueError):
 class FitOptions:
     """How to fit: ``loss`` (:data:`fits.model.LOSSES`), ``segments`` ("auto" or 1..3),
     ``bootstrap`` replicates (0 disables intervals), ``confidence`` of the intervals,
-    ``seed`` of the bootstrap, ``topologies`` to fit (None: all present)."""
+    ``seed`` of the bootstrap, ``topologies`` to fit (None: all present),
+    ``bootstrap_points``: also resample the points themselves (see
+    :mod:`fits.bootstrap`; off = repetitions and launches only)."""
 
     loss: str = "linear"
     segments: object = "auto"
@@ -63,6 +65,7 @@ class FitOptions:
     confidence: float = 0.95
     seed: int = 0
     topologies: tuple | None = None
+    bootstrap_points: bool = True
 
     def __post_init__(self):
         if self.loss not in model.LOSSES:
@@ -78,7 +81,7 @@ class FitOptions:
     def as_dict(self) -> dict:
         return {"loss": self.loss, "segments": str(self.segments),
                 "bootstrap": self.bootstrap, "confidence": self.confidence,
-                "seed": self.seed}
+                "seed": self.seed, "bootstrap_points": self.bootstrap_points}
 
 
 @dataclass
@@ -261,6 +264,9 @@ def _fit_part(design, X, t, nbytes, reps, opts, *, active, gamma=None,
         for b in range(reps.count):
             g = None if gamma is None else (gamma_reps[b] if gamma_reps is not None
                                             else gamma)
+            if g is not None and not np.isfinite(g):  # γ's replicate had no points
+                replicates[b] = np.nan
+                continue
             off = None if g is None else X[:, 2] * g
             th = segments.fit_fixed(X, reps.times[b], nbytes, fit.breakpoints,
                                     loss=opts.loss, weights=reps.weights[b],
@@ -517,7 +523,8 @@ def fit_points(frame: pd.DataFrame, options: FitOptions | None = None, *,
     if opts.bootstrap:
         rng = np.random.default_rng(opts.seed)
         reps = bootstrap.replicate_points(_samples_max(frame), frame["median_s"].to_numpy(),
-                                          frame["launch"].to_numpy(), opts.bootstrap, rng)
+                                          frame["launch"].to_numpy(), opts.bootstrap, rng,
+                                          points=opts.bootstrap_points)
     meta = metadata or {}
     out_topologies, entries = {}, []
     for topology in topologies:

@@ -169,10 +169,14 @@ def collective_time(lvl: Mapping, collective: str, algorithm: str, p, nbytes, *,
 def fastest(lvl: Mapping, collective: str, p, nbytes, *, share=1):
     """``(seconds, algorithm names)`` of the fastest candidate at each (p, nbytes).
 
-    Candidates are the algorithms fitted on the level for ``collective``; when none is
-    fitted, every registry algorithm with the level's point-to-point constants.
+    Candidates are the algorithms fitted on the level for ``collective``; when none of
+    them has a registry formula (nothing fitted, or only the native one, which covers
+    only its fitted rank counts), also every registry algorithm with the level's
+    point-to-point constants.
     """
-    names = fitted_algorithms(lvl, collective) or costs.algorithms(collective, native=False)
+    names = fitted_algorithms(lvl, collective)
+    if all(a == costs.NATIVE for a in names) and lvl.get("p2p"):
+        names += costs.algorithms(collective, native=False)
     times = np.stack([np.broadcast_to(collective_time(lvl, collective, a, p, nbytes,
                                                       share=share, strict=False),
                                       np.broadcast(np.asarray(p), np.asarray(nbytes)).shape)

@@ -36,6 +36,9 @@ __all__ = ["SegmentFit", "fit_segments", "fit_fixed", "assign", "SEGMENT_CHOICES
 SEGMENT_CHOICES = ("auto", "1", "2", "3")
 #: Parameters charged for each searched breakpoint in the BIC.
 BREAKPOINT_PARAMETERS = 3
+#: Relative residuals below this (rms) are treated as this: differences in fit quality
+#: under 0.01% are rounding, not a reason for another segment.
+RESIDUAL_FLOOR = 1e-4
 #: Upper limit of the BIC search with ``segments="auto"``.
 MAX_AUTO_SEGMENTS = 3
 
@@ -179,7 +182,7 @@ def fit_segments(X, t, nbytes, *, segments="auto", loss="linear", weights=None,
     if len(cuts_by_count) > 1:
         for s, r in rss.items():
             q = s * k + BREAKPOINT_PARAMETERS * (s - 1)
-            bic[s] = m * np.log(max(r, 1e-300) / m) + q * np.log(m)
+            bic[s] = m * np.log(max(r / m, RESIDUAL_FLOOR ** 2)) + q * np.log(m)
         chosen = wanted if wanted is not None else min(bic, key=bic.get)
     else:
         chosen = next(iter(cuts_by_count))

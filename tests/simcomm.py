@@ -45,6 +45,7 @@ class _World:
     messages: list = field(default_factory=list)   # messages sent, per rank
     bytes_sent: list = field(default_factory=list)
     reduced: list = field(default_factory=list)    # bytes reduced, per rank
+    timeout: float = TIMEOUT_S
     channels: dict = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -108,9 +109,10 @@ class SimComm:
 
     def _get(self, q, what):
         try:
-            return q.get(timeout=TIMEOUT_S)
+            return q.get(timeout=self._world.timeout)
         except queue.Empty:
-            raise SimulationError(f"rank {self._rank}: {what} within {TIMEOUT_S} s "
+            raise SimulationError(f"rank {self._rank}: {what} within "
+                                  f"{self._world.timeout} s "
                                   "(deadlock)") from None
 
     def _take(self, spec, source, tag):
@@ -190,12 +192,13 @@ class Outcome:
         return max(self.clocks)
 
 
-def simulate(p, body, *, alpha=1.0, beta=0.0, gamma=0.0) -> Outcome:
+def simulate(p, body, *, alpha=1.0, beta=0.0, gamma=0.0, timeout=TIMEOUT_S) -> Outcome:
     """Run ``body(comm)`` on ``p`` simulated ranks; return the :class:`Outcome`.
 
-    Must run inside :func:`counting_reductions` for reductions to be timed.
+    Must run inside :func:`counting_reductions` for reductions to be timed.  A rank
+    waiting longer than ``timeout`` seconds for a message raises (deadlock).
     """
-    world = _World(p, alpha, beta, gamma)
+    world = _World(p, alpha, beta, gamma, timeout=timeout)
     results, errors = [None] * p, []
 
     def run(rank):
@@ -209,7 +212,7 @@ def simulate(p, body, *, alpha=1.0, beta=0.0, gamma=0.0) -> Outcome:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(TIMEOUT_S * 2)
+        t.join(timeout * 2 + 5)
     if any(t.is_alive() for t in threads):
         raise SimulationError(f"p={p}: simulation did not finish")
     if errors:

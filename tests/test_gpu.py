@@ -257,3 +257,381 @@ class TestArgumentsAndDescribe:
             gpu.check_device_memory(-1, xp=object())
         with pytest.raises(ValueError, match="ranks_per_device"):
             gpu.check_device_memory(1, ranks_per_device=0, xp=object())
+
+
+# ----------------------------------------------------------------------------------
+# In-process tests on the fake device arrays (tests/fakecuda.py)
+# ----------------------------------------------------------------------------------
+
+import numpy as np  # noqa: E402
+
+import fakecuda  # noqa: E402
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """fakecuda installed as ``cupy`` for the duration of a test."""
+    monkeypatch.setitem(sys.modules, "cupy", fakecuda)
+    monkeypatch.setattr(fakecuda.STREAM, "queue", [])
+    monkeypatch.setattr(fakecuda, "EXPOSURES", [])
+    return fakecuda
+
+
+def _syncs():
+    return fakecuda.STREAM.synchronizations
+
+
+class TestDeviceRecord:
+    def test_select_device_by_node_local_rank(self, fake_cupy, monkeypatch):
+        from collectives.mpi import MPI
+        monkeypatch.setenv("FAKECUDA_DEVICES", "2")
+        chosen = gpu.select_device(MPI.COMM_WORLD, fake_cupy)
+        assert chosen == {"device": 0, "device_count": 2, "local_rank": 0,
+                          "local_size": 1, "ranks_per_device": 1}
+
+    def test_select_device_without_gpu(self, fake_cupy, monkeypatch):
+        from collectives.mpi import MPI
+        monkeypatch.setenv("FAKECUDA_DEVICES", "0")
+        with pytest.raises(gpu.GpuSetupError, match="no GPU visible"):
+            gpu.select_device(MPI.COMM_WORLD, fake_cupy)
+
+    def test_check_device_memory(self, fake_cupy, monkeypatch):
+        monkeypatch.setenv("FAKECUDA_FREE_BYTES", str(100 << 20))
+        info = gpu.check_device_memory(60 << 20, xp=fake_cupy)
+        assert info["free_bytes"] == 100 << 20 and info["needed_bytes"] == 60 << 20
+        with pytest.raises(gpu.GpuSetupError, match=r"120\.0 MiB.*2 ranks share.*100\.0 MiB"):
+            gpu.check_device_memory(60 << 20, ranks_per_device=2, xp=fake_cupy)
+
+    def test_describe_device(self, fake_cupy):
+        verdict = gpu.decide(override=False)
+        record = gpu.describe("cupy-staged", verdict, {"device": 0}, fake_cupy)
+        assert record["model"] == "FakeGPU" and record["compute_capability"] == "9.0"
+        assert record["driver_version"] == "12.4" and record["runtime_version"] == "12.2"
+        assert record["cupy_version"] == fake_cupy.__version__
+        assert record["staged"] and record["gpu_used"]
+        assert record["cuda_aware"]["aware"] is False
+        json.dumps(record)
+
+
+class TestStaging:
+    def test_data_round_trip_and_synchronization(self, fake_cupy):
+        send = fake_cupy.asarray(np.arange(5, dtype="f8"))
+        recv = fake_cupy.zeros(5, "f8")
+        fake_cupy.copyto(send, fake_cupy.asarray(np.arange(5, dtype="f8") * 10))  # queued
+        seen = []
+
+        def host_op(s, r):
+            seen.append((type(s), type(r), fake_cupy.pending()))
+            r[...] = s + 1
+
+        call, hosts = gpu.staged(host_op, send, recv, inputs=[0], outputs=[1])
+        before = _syncs()
+        call()
+        assert seen == [(np.ndarray, np.ndarray, 0)]  # host arrays, device work done
+        assert fake_cupy.pending() == 0                # the copy back has landed
+        assert _syncs() - before >= 2
+        np.testing.assert_array_equal(recv.get(), np.arange(5) * 10 + 1)
+        assert fake_cupy.EXPOSURES == []
+
+    def test_in_place_keeps_one_mirror(self, fake_cupy):
+        buf = fake_cupy.asarray(np.ones(4, dtype="i4"))
+
+        def double(a, b):
+            assert a is b
+            b *= 2
+
+        call, hosts = gpu.staged(double, buf, buf)
+        call()
+        np.testing.assert_array_equal(buf.get(), [2, 2, 2, 2])
+
+    def test_host_arguments_pass_through(self, fake_cupy):
+        from collectives.mpi import MPI
+        buf = fake_cupy.asarray(np.ones(3, dtype="f4"))
+        got = []
+        call, hosts = gpu.staged(lambda s, r: got.append(s), MPI.IN_PLACE, buf)
+        call()
+        assert got == [MPI.IN_PLACE]
+
+    def test_bad_positions(self, fake_cupy):
+        with pytest.raises(ValueError, match="outputs must be positions 0..0"):
+            gpu.staged(lambda a: None, fake_cupy.zeros(1, "f4"), outputs=[1])
+        with pytest.raises(TypeError, match="fn must be callable"):
+            gpu.staged(None)
+
+    @pytest.mark.parametrize("collective, nbytes", [("allreduce", 8), ("allreduce", 4 << 20),
+                                                    ("bcast", 12), ("reduce_scatter", 4096),
+                                                    ("allgather", 4 << 20),
+                                                    ("reduce_local", 64)])
+    def test_staged_point_on_one_rank(self, fake_cupy, collective, nbytes):
+        from collectives import operations
+        from collectives.mpi import MPI
+        point = operations.prepare(MPI.COMM_WORLD, collective, "native", nbytes, "float32",
+                                   "sum", "cupy-staged")
+        assert point.check()
+        call, before = gpu.timed_call(point.call, "cupy-staged")
+        call()
+        assert fake_cupy.pending() == 0 and fake_cupy.EXPOSURES == []
+
+    def test_staged_check_fails_without_the_copy_back(self, fake_cupy, monkeypatch):
+        from collectives import operations
+        from collectives.mpi import MPI
+        point = operations.prepare(MPI.COMM_WORLD, "allreduce", "native", 1024, "float32",
+                                   "sum", "cupy-staged")
+        monkeypatch.setattr(gpu, "copy_out", lambda pairs: None)
+        assert point.check() is False
+
+    def test_staged_algorithm(self, fake_cupy):
+        from collectives.algorithms import allreduce
+        from collectives.mpi import MPI
+        x = np.arange(1, 1001, dtype="f8")
+        send, recv = fake_cupy.asarray(x), fake_cupy.zeros(1000, "f8")
+        gpu.staged_algorithm(allreduce.ring)(MPI.COMM_WORLD, send, recv, MPI.SUM)
+        np.testing.assert_array_equal(recv.get(), x)
+        assert fake_cupy.EXPOSURES == []
+
+
+class TestHarnessSynchronization:
+    """Every timer read of the harness happens with no device work pending."""
+
+    @staticmethod
+    def _time(monkeypatch, call, before):
+        import time as _time
+        from collectives import harness
+        from collectives.mpi import MPI
+        reads = []
+
+        def clock():
+            reads.append(fakecuda.pending())
+            return _time.perf_counter_ns()
+
+        monkeypatch.setattr(harness, "_clock", clock)
+        opts = harness.TimingOptions(warmup=2, min_reps=5, max_reps=5, time_budget=1.0)
+        harness.time_call(MPI.COMM_WORLD, call, opts, before=before)
+        return reads
+
+    def test_timed_call_synchronizes_around_every_repetition(self, fake_cupy, monkeypatch):
+        a, b = fake_cupy.zeros(8, "f4"), fake_cupy.zeros(8, "f4")
+        calls = []
+
+        def kernel():  # device work left queued, as an asynchronous kernel would be
+            calls.append(1)
+            fake_cupy.copyto(a, b)
+
+        call, before = gpu.timed_call(kernel, "cupy")
+        start = _syncs()
+        reads = self._time(monkeypatch, call, before)
+        assert len(calls) == 7 and max(reads) == 0
+        assert _syncs() - start == 2 * len(calls)   # one before, one after each call
+
+    def test_without_synchronization_the_reads_see_pending_work(self, fake_cupy,
+                                                                monkeypatch):
+        a, b = fake_cupy.zeros(8, "f4"), fake_cupy.zeros(8, "f4")
+        reads = self._time(monkeypatch, lambda: fake_cupy.copyto(a, b), None)
+        assert max(reads) > 0   # the recorder can fail: the check above means something
+
+    def test_host_buffers_are_left_alone(self):
+        def call():
+            return None
+        assert gpu.timed_call(call, "numpy") == (call, None)
+        with pytest.raises(ValueError, match="buffer"):
+            gpu.timed_call(call, "torch")
+
+
+# ----------------------------------------------------------------------------------
+# Under mpiexec: the CLIs with fakecuda installed as cupy
+# ----------------------------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+import os  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE_ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+
+#: Runs a collcost CLI with fakecuda as cupy; prints what it saw as one JSON line per
+#: rank: exit status, device-pointer exposures, synchronizations, pending kernels seen
+#: at each MPI call of the hand-written algorithms (argv[1] = module, rest = its args).
+WORKER = textwrap.dedent("""
+    import importlib, json, sys
+    import fakecuda
+    fakecuda.install()
+    from collectives.algorithms import messages
+    from collectives.mpi import MPI
+    seen = []
+    def watch(fn):
+        def watched(*args, **kwargs):
+            seen.append(fakecuda.pending())
+            return fn(*args, **kwargs)
+        return watched
+    for name in ("send", "recv", "sendrecv"):
+        setattr(messages, name, watch(getattr(messages, name)))
+    argv = sys.argv[1:]
+    if argv[0] == "--without-sync":
+        from collectives.algorithms import allgather, allreduce, bcast, reduce_scatter
+        from collectives.algorithms import reductions
+        for module in (allgather, allreduce, bcast, reduce_scatter, reductions):
+            module.synchronize = lambda buf: None
+        argv = argv[1:]
+    status = importlib.import_module(argv[0]).main(argv[1:])
+    report = {"rank": MPI.COMM_WORLD.Get_rank(), "status": status,
+              "exposures": len(fakecuda.EXPOSURES),
+              "syncs": fakecuda.STREAM.synchronizations,
+              "mpi_calls": len(seen), "max_pending": max(seen, default=0)}
+    print("REPORT " + json.dumps(report), flush=True)
+    sys.exit(status)
+""")
+
+
+def run_fake(n, *args, env=None, timeout=150):
+    """mpiexec -n n WORKER args; returns (CompletedProcess, per-rank reports)."""
+    out = mpirun(n, ["-c", WORKER, *args], env={**FAKE_ENV, **(env or {})},
+                 timeout=timeout)
+    assert out.returncode != 124, f"timed out\n{out.stdout}\n{out.stderr}"
+    return out, _reports(out.stdout)
+
+
+def _reports(stdout):
+    """The REPORT objects printed by the ranks (their lines may interleave)."""
+    import re
+    return [json.loads(m) for m in re.findall(r"REPORT (\{[^{}]*(?:\{[^{}]*\}[^{}]*)?\})",
+                                              stdout)]
+
+
+QUICK = ["--min-reps", "3", "--max-reps", "3", "--time-budget", "0.01", "--seed", "1"]
+
+
+def _points(path):
+    return [json.loads(line) for line in (path / "points.jsonl").read_text().splitlines()]
+
+
+class TestSweepUnderMpi:
+    def test_staged_sweep_never_hands_mpi_a_device_pointer(self, tmp_path):
+        out_dir = tmp_path / "run"
+        out, reports = run_fake(3, "collectives.sweep", "--buffer", "cupy-staged",
+                                "--collectives", "allreduce,bcast,pingpong",
+                                "--algorithms", "native,ring", "--sizes", "8,6M",
+                                "--ranks", "3", "--out", str(out_dir), *QUICK)
+        assert out.returncode == 0, out.stderr
+        assert len(reports) == 3
+        assert all(r["exposures"] == 0 for r in reports)   # MPI saw host memory only
+        assert all(r["syncs"] > 0 for r in reports)
+        points = _points(out_dir)
+        assert {(p["ranks"], p["bytes"]) for p in points} == {
+            (3, 8), (3, 6 << 20), (2, 8), (2, 6 << 20)}            # pingpong: 2 ranks
+        assert all(p["buffer"] == "cupy-staged" and p["correct"] for p in points)
+        assert {(p["collective"], p["algorithm"]) for p in points} == {
+            ("allreduce", "native"), ("allreduce", "ring"), ("bcast", "native"),
+            ("pingpong", "native")}
+        meta = json.loads((out_dir / "metadata.json").read_text())
+        record = meta["gpu"]
+        assert record["staged"] and record["model"] == "FakeGPU"
+        assert record["cupy_version"] == "0.0-fakecuda"
+        assert record["driver_version"] == "12.4" and record["runtime_version"] == "12.2"
+        assert record["cuda_aware"]["aware"] is False          # the PyPI wheel
+        assert record["device"]["local_size"] == 3
+        assert meta["options"]["buffer"] == "cupy-staged"
+
+    def test_device_sweep_with_confirmed_awareness(self, tmp_path):
+        # The fake's "device" memory is host memory, so saying yes is safe here.
+        out_dir = tmp_path / "run"
+        out, reports = run_fake(2, "collectives.sweep", "--buffer", "cupy",
+                                "--cuda-aware", "yes", "--collectives",
+                                "allreduce,reduce_local", "--algorithms",
+                                "rabenseifner", "--sizes", "4,5M",
+                                "--out", str(out_dir), *QUICK)
+        assert out.returncode == 0, out.stderr
+        assert all(r["exposures"] > 0 for r in reports)     # the detector sees MPI reads
+        assert all(r["max_pending"] == 0 for r in reports)  # ... never with work queued
+        points = _points(out_dir)
+        assert all(p["buffer"] == "cupy" and p["correct"] for p in points)
+        gpu_record = json.loads((out_dir / "metadata.json").read_text())["gpu"]
+        assert gpu_record["cuda_aware"]["source"] == "override"
+
+    def test_refusals_exit_2_before_anything_is_written(self, tmp_path):
+        out_dir = tmp_path / "never"
+        out, reports = run_fake(2, "collectives.sweep", "--buffer", "cupy",
+                                "--out", str(out_dir), *QUICK)
+        assert out.returncode == 2 and not out_dir.exists()
+        assert "refusing --buffer cupy" in out.stderr
+        assert "MPIX_Query_cuda_support() returned 0" in out.stderr
+        assert out.stderr.count("refusing") == 1               # rank 0 only
+        out, _ = run_fake(2, "collectives.sweep", "--buffer", "cupy-staged",
+                          "--sizes", "64M", "--out", str(out_dir), *QUICK,
+                          env={"FAKECUDA_FREE_BYTES": str(1 << 20)})
+        assert out.returncode == 2 and not out_dir.exists()
+        assert "of GPU memory" in out.stderr and "MiB" in out.stderr
+        out, _ = run_fake(2, "collectives.check", "--buffer", "cupy")
+        assert out.returncode == 2 and "refusing --buffer cupy" in out.stderr
+        out, _ = run_fake(2, "collectives.check", "--buffer", "cupy",
+                          env={"COLLCOST_CUDA_AWARE": "no"})
+        assert out.returncode == 2 and "denied by the user" in out.stderr
+
+    def test_without_cupy_device_buffers_fail_clearly(self, tmp_path):
+        import importlib.util
+        if importlib.util.find_spec("cupy") is not None:
+            pytest.skip("cupy is installed here")
+        out_dir = tmp_path / "never"
+        out = mpirun(2, ["-m", "collectives.sweep", "--buffer", "cupy-staged",
+                         "--out", str(out_dir), *QUICK], timeout=120)
+        assert out.returncode == 2 and not out_dir.exists()
+        assert "needs CuPy" in out.stderr
+
+
+class TestCheckUnderMpi:
+    def test_algorithms_synchronize_before_every_mpi_call(self):
+        out, reports = run_fake(3, "collectives.check", "--buffer", "cupy",
+                                "--cuda-aware", "yes", "--large", "4MiB", "--ranks", "3",
+                                "--dtypes", "float32", "--ops", "sum,max",
+                                "--roots", "0,last")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert len(reports) == 3
+        assert all(r["mpi_calls"] > 50 and r["max_pending"] == 0 for r in reports)
+        assert all(r["syncs"] > r["mpi_calls"] / 4 for r in reports)
+
+    def test_the_watch_catches_a_missing_synchronization(self):
+        out, reports = run_fake(2, "--without-sync", "collectives.check", "--buffer", "cupy",
+                                "--cuda-aware", "yes", "--large", "0", "--collectives",
+                                "allreduce,reduce_scatter", "--dtypes", "int32",
+                                "--ops", "sum")
+        assert max(r["max_pending"] for r in reports) > 0
+
+    def test_staged_check_passes_without_exposing_device_memory(self):
+        out, reports = run_fake(3, "collectives.check", "--buffer", "cupy-staged",
+                                "--large", "3MiB", "--ranks", "1,3", "--dtypes", "float64",
+                                "--ops", "sum", "--roots", "last")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "cases match the native MPI result" in out.stdout
+        assert all(r["exposures"] == 0 for r in reports)
+
+
+class TestVerdictUnderMpi:
+    def test_ranks_agree_and_devices_follow_the_node_local_rank(self):
+        code = textwrap.dedent("""
+            import json, fakecuda
+            fakecuda.install()
+            from collectives import gpu
+            from collectives.mpi import MPI
+            comm = MPI.COMM_WORLD
+            env = {"COLLCOST_CUDA_AWARE": "no" if comm.Get_rank() == 1 else "yes"}
+            v = gpu.cuda_awareness("auto", comm, env=env)
+            setup = gpu.prepare(comm, "cupy-staged", "auto", 1 << 20)
+            print("REPORT " + json.dumps({"aware": v.aware, "reason": v.reason,
+                                          "device": setup.device}), flush=True)
+        """)
+        out = mpirun(3, ["-c", code], env={**FAKE_ENV, "FAKECUDA_DEVICES": "2"},
+                     timeout=120)
+        assert out.returncode == 0, out.stderr
+        reports = _reports(out.stdout)
+        assert len(reports) == 3
+        assert all(not r["aware"] and r["reason"].startswith("rank 1:") for r in reports)
+        devices = sorted((r["device"]["local_rank"], r["device"]["device"],
+                          r["device"]["ranks_per_device"]) for r in reports)
+        assert devices == [(0, 0, 2), (1, 1, 1), (2, 0, 2)]
+
+    def test_gpu_cli_reports_the_verdict(self):
+        out = mpirun(2, ["-m", "collectives.gpu"], timeout=60)
+        assert out.returncode == 0, out.stderr
+        lines = [json.loads(line) for line in out.stdout.splitlines()]
+        assert [r["rank"] for r in lines] == [0, 1]
+        assert all(r["cuda_aware"]["aware"] is False for r in lines)
+        out = mpirun(1, ["-m", "collectives.gpu", "--buffer", "cupy"], timeout=60)
+        assert out.returncode == 2 and "refusing --buffer cupy" in out.stderr

@@ -126,6 +126,17 @@ class TestWriter:
         assert run.points["ranks"][0] == 2 and run.points["samples"][0]["max"][2] == 3e-6
 
 
+    def test_nan_is_written_as_null(self, tmp_path):
+        import numpy as np
+        w = RunWriter.create(tmp_path / "r", meta())
+        w.append(make_point(8, ci_low_s=float("nan"), ci_high_s=np.float64("nan")))
+        w.finish()
+        line = (tmp_path / "r" / "points.jsonl").read_text()
+        assert "NaN" not in line and '"ci_low_s":null' in line
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+        assert np.isnan(read_run(tmp_path / "r").points["ci_high_s"][0])
+
+
 class TestReader:
     def test_truncated_last_line_warns_and_is_dropped(self, tmp_path):
         write_run(tmp_path / "r", [8, 16])

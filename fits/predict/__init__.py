@@ -326,35 +326,9 @@ def _rubric(args):
 # ------------------------------------------------------------------ step
 
 def load_constants(path: Path) -> dict:
-    """A constants file through ``fits.constants.load`` (validated) when available."""
-    try:
-        from .. import constants as constants_mod
-    except ImportError:
-        constants_mod = None
-    if constants_mod is not None and hasattr(constants_mod, "load"):
-        try:
-            return constants_mod.load(path)
-        except FileNotFoundError:
-            raise ValueError(f"constants file {path}: no such file") from None
-        except Exception as exc:  # jsonschema errors etc. -> usage error
-            if isinstance(exc, (ValueError, OSError)) or \
-                    type(exc).__name__ == "ValidationError":
-                raise ValueError(f"constants file {path}: {exc}") from None
-            raise
-    try:
-        with open(path) as fh:
-            doc = json.load(fh)
-    except FileNotFoundError:
-        raise ValueError(f"constants file {path}: no such file") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"constants file {path}: not readable JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("kind") != "collcost-constants":
-        raise ValueError(f"constants file {path}: not a collcost constants file "
-                         f"(kind must be 'collcost-constants')")
-    if doc.get("schema_version") != 1:
-        raise ValueError(f"constants file {path}: unknown schema_version "
-                         f"{doc.get('schema_version')!r} (this reader knows 1)")
-    return doc
+    """A constants file, read and validated by :func:`fits.constants.load`."""
+    from .. import constants as constants_mod
+    return constants_mod.load(path)  # ConstantsError is a ValueError: exit status 2
 
 
 @command("step", "data-parallel training step per worker count")
@@ -487,6 +461,12 @@ def _export_args(p):
     p.add_argument("--astra-topology", choices=exports.ASTRA_TOPOLOGIES, default="Switch",
                    help="ASTRA-sim building block of every dimension (default Switch: "
                         "2 links per message)")
+    p.add_argument("--ranks-per-node", type=_count, metavar="Q",
+                   help="size of the intra-node dimension to export (default: the "
+                        "constants' ranks_per_node, else the largest rank count fitted)")
+    p.add_argument("--nodes", type=_count, metavar="N",
+                   help="size of the inter-node dimension to export (default: the "
+                        "constants' inter nodes, else the largest rank count fitted)")
     p.add_argument("--time-unit", choices=tuple(exports.TIME_UNITS), default="us",
                    help="alpa: unit of mesh_alpha and mesh_beta per byte (default us, "
                         "keeps Alpa's fixed tie-break costs negligible; s for "
@@ -496,8 +476,11 @@ def _export_args(p):
 @_runner("export")
 def _export(args):
     consts = load_constants(args.constants)
+    sizes = {k: v for k, v in (("intra", args.ranks_per_node), ("inter", args.nodes))
+             if v is not None}
     text = exports.export(consts, args.target, algorithm=args.algorithm,
-                          astra_topology=args.astra_topology, time_unit=args.time_unit)
+                          astra_topology=args.astra_topology, time_unit=args.time_unit,
+                          sizes=sizes)
     if args.output:
         _atomic_write(args.output, text)
         _progress(f"wrote {args.target} export to {args.output}")
