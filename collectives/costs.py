@@ -14,8 +14,31 @@ allgather the whole gathered output), ``lg`` is log base 2, ``p' = 2**floor(lg p
 
 with ``a``, ``b``, ``c`` the coefficients returned by :func:`coefficients`.  Every
 coefficient function is vectorized over ``p`` (numpy arrays broadcast) and is exact for the
-implementation in :mod:`collectives.algorithms` -- the counting tests check the code
-against these numbers at p = 1..9.
+implementation in :mod:`collectives.algorithms`: ``a`` is the number of messages, ``b n``
+the bytes and ``c n`` the bytes reduced along the critical path, where a message of ``m``
+bytes costs ``alpha + m beta`` once both its ends reached it and a rank sends and
+receives at once.  ``tests/test_algorithms_counting.py`` runs the code on a counting
+stand-in for the communicator and checks these numbers at p = 1..9 (exact when the count
+is divisible by p and p'; blocks of unequal size move at most one element more per
+block and message).
+
+Non-powers of two (``p' = 2**floor(lg p)``, ``rem = p - p'``) use the fold of
+:mod:`collectives.algorithms.fold`; with ``spread = sum_{k < lg p'} min(rem, 2**k)``:
+
+=====================================  =============  ============================  ==========================
+algorithm, p not a power of two        α              β (× n)                       γ (× n)
+=====================================  =============  ============================  ==========================
+reduce_scatter recursive_halving       flg p + 2      (p'-1+spread)/p + (p+1)/p     (p'-1+spread)/p + 1
+allgather recursive_doubling           flg p + 2      (p'-1+spread)/p + (p+1)/p     0
+allreduce recursive_doubling           flg p + 2      flg p + 2                     flg p + 1
+allreduce rabenseifner                 2 flg p + 2    2 (p'-1)/p' + 2               (p'-1)/p' + 1
+allreduce binomial                     2 clg p        2 clg p                       clg p
+bcast scatter_allgather                clg p + p - 1  2 (p-1)/p                     0
+=====================================  =============  ============================  ==========================
+
+(the survivors of the fold that speak for two blocks make recursive halving/doubling
+over unequal parts move ``spread`` extra blocks along the critical path; Rabenseifner
+splits over ``p'`` equal parts instead, so only the fold moves whole vectors).
 
 This module imports nothing from MPI: fitting and prediction run without it.
 """

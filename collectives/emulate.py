@@ -19,11 +19,18 @@ memory and bypasses the links entirely (4 MiB at ~1.1 GB/s instead of the 25 MB/
 
 What α means here: the kernel has no ``netem`` qdisc, so no latency is injected.  The
 fitted inter-node α is the cost of the kernel's TCP/IP path through two veth pairs and
-a bridge, plus UCX's TCP transport and Python's call overhead -- tens of microseconds,
-about what real Ethernet with kernel TCP costs, but not a property of any real wire.
-The fitted inter-node β is ``1 / goodput``: the configured rate times the TCP payload
-share of each 1514-byte frame (1448/1514 ~= 0.956), so expect β about 4-5% above
-``8 / rate`` seconds per byte.
+a bridge, plus UCX's TCP transport, Python's call overhead and, with more ranks than cores, the
+scheduler -- 40 to 250 microseconds for the ping-pong on this shared 2-core machine,
+the order of kernel TCP over real Ethernet, but not a property of any real wire.
+The fitted inter-node β is ``1 / goodput``: tbf charges every frame's Ethernet/IP/TCP
+headers to the rate (1448 payload bytes per 1514-byte frame), so expect β about 5%
+above the wire's ``8 / rate`` seconds per byte (measured here: ping-pong β 1.06-1.07 x
+8/rate at 200 Mbit/s, ``benchmarks/bench_emulated_cluster.py``).  Messages smaller than
+the tbf bucket (``burst``, 16 KiB by default) leave at memory speed.
+
+Limits: all hosts share the machine's cores, so with more ranks than cores the timings
+of small messages are dominated by scheduling (MPICH's ranks spin while they wait);
+rates above a few hundred Mbit/s become CPU-bound on a small machine.
 
 Needs root (namespaces, veths, qdiscs) and the ``ip``, ``tc`` and ``unshare`` tools.
 

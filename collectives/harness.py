@@ -26,7 +26,8 @@ maximum over ranks (the repetition's time), the minimum and the mean.  Two start
 
 Warm-up (excluded): ``warmup`` calls with barrier starts; ``None`` means automatic: 3
 calls, then as many as fill 1% of the time budget at their observed speed (at most
-1000).  Then batches of repetitions; between batches (outside the timed region) the
+1000).  An automatic window needs at least one warm-up call to size it; ``warmup`` in
+the result counts every untimed call.  Then batches of repetitions; between batches (outside the timed region) the
 per-repetition times are reduced to rank 0, which applies
 :func:`collectives.stats.stop_reason` and broadcasts its decision and the next batch
 size (:func:`collectives.stats.next_batch_size`: ``min_reps`` first, then +25% each
@@ -215,27 +216,29 @@ def _check_args(comm, call, options, before):
         raise TypeError(f"options must be a TimingOptions, got {type(options).__name__}")
 
 
-def _warmup(comm, call, options, before):
-    """Run the warm-up; return (count, p90 of the per-call max over ranks in seconds)."""
+def _warmup(comm, call, options, before, calibrate):
+    """Run the warm-up; return (untimed calls made, p90 of their max over ranks in s).
+
+    With ``calibrate`` (automatic window) at least one call is made even when
+    ``options.warmup == 0``, and counted.
+    """
     from .mpi import MPI
 
     barrier = comm.Barrier
     if options.warmup is not None:
-        t = _barrier_batch(call, barrier, options.warmup, before) if options.warmup else []
-        count = options.warmup
+        t = _barrier_batch(call, barrier, max(options.warmup, int(calibrate)), before)
     else:
         t = _barrier_batch(call, barrier, _AUTO_WARMUP_MIN, before)
         slowest = comm.allreduce(max(t), op=MPI.MAX)
         extra = int(min(_AUTO_WARMUP_MAX - _AUTO_WARMUP_MIN,
                         _AUTO_WARMUP_FRACTION * options.time_budget / max(slowest * 1e-9, 1e-9)))
         t += _barrier_batch(call, barrier, extra, before)
-        count = _AUTO_WARMUP_MIN + extra
-    if not t:
-        t = _barrier_batch(call, barrier, 1, before)  # calibration call (window size)
+    if not calibrate or not t:
+        return len(t), 0.0
     local = np.asarray(t, dtype=np.int64)
     p90 = np.empty_like(local)
     comm.Allreduce(local, p90, op=MPI.MAX)
-    return count, float(np.percentile(p90, 90)) * 1e-9
+    return len(t), float(np.percentile(p90, 90)) * 1e-9
 
 
 def time_call(comm, call, options: TimingOptions = TimingOptions(), *, before=None) -> Timing:
@@ -253,7 +256,8 @@ def time_call(comm, call, options: TimingOptions = TimingOptions(), *, before=No
     enabled = gc.isenabled()
     gc.disable()
     try:
-        n_warm, warm_p90 = _warmup(comm, call, options, before)
+        auto_window = window_mode and options.window is None
+        n_warm, warm_p90 = _warmup(comm, call, options, before, auto_window)
         model = clock_model(comm) if window_mode else None
         if window_mode:
             window_s = options.window or max(2.0 * warm_p90 + _WINDOW_FLOOR_S, _WINDOW_FLOOR_S)

@@ -724,7 +724,9 @@ def _run(argv) -> int:
                                 max_reps=opts.max_reps)
     writer, plan = None, None
     if stored is None:
-        overhead = {opts.sync: float(harness_overhead(world, timing_opts))}
+        # the harness's own cost (an empty call), on a short budget of its own
+        probe = TimingOptions(sync=opts.sync, time_budget=min(0.2, opts.time_budget))
+        overhead = {opts.sync: float(harness_overhead(world, probe))}
     if rank == 0:
         command_line = [sys.executable, "-m", "collectives.sweep"] + list(
             sys.argv[1:] if argv is None else argv)

@@ -114,6 +114,7 @@ def _fallback_constants(lvl: Mapping):
 
 def _native_time(entry: Mapping, collective: str, p: np.ndarray, nbytes: np.ndarray,
                  share: np.ndarray, *, strict: bool) -> np.ndarray:
+    """Seconds of a native (hockney-per-p) entry at each p; NaN where not fitted."""
     per = entry.get("per_ranks") or {}
     out = np.full(p.shape, np.nan)
     for i, (pi, ni, si) in enumerate(zip(p.ravel(), nbytes.ravel(), share.ravel())):

@@ -325,3 +325,73 @@ class TestCommandLineClusters:
                 proc.kill()
         assert proc.returncode != 0 and "torn down" in rest
         assert our_namespaces(tag) == []
+
+
+# -- the sweep on emulated hosts: layout detection, faults, resume --------------------------
+SWEEP = [sys.executable, "-m", "mpi4py", "-m", "collectives.sweep"]
+FAULT_SIZES = "8,1K,32K,256K,1M,2M"
+
+
+def points_on_disk(run: Path) -> list:
+    f = run / "points.jsonl"
+    return f.read_text().splitlines() if f.exists() else []
+
+
+@needs_netns
+class TestSweepOnEmulatedHosts:
+    def test_detects_hosts_and_measures_intra_and_inter(self, tmp_path):
+        run = tmp_path / "run"
+        with EmulatedCluster(2, 2, RATE) as c:
+            r = c.run(SWEEP + ["--collectives", "pingpong", "--sizes", "8,1M",
+                               "--time-budget", "0.05", "--min-reps", "3", "--out", str(run)],
+                      timeout=90, env=ENV)
+        assert r.ok, r.stderr[-2000:] + r.diagnosis
+        meta = json.loads((run / "metadata.json").read_text())
+        assert meta["hosts"] == {ns: 2 for ns in c.hosts_ns}
+        assert meta["nodes"] == 2 and meta["ranks_per_node"] == 2
+        pts = {(p["topology"], p["bytes"]): p for p in map(json.loads, points_on_disk(run))}
+        assert set(pts) == {("intra", 8), ("intra", 2 ** 20), ("inter", 8), ("inter", 2 ** 20)}
+        assert pts[("inter", 2 ** 20)]["nodes"] == 2 and pts[("intra", 2 ** 20)]["nodes"] == 1
+        wire = 2 ** 20 * 8 / c.rate_bps
+        assert pts[("inter", 2 ** 20)]["min_s"] > 0.8 * wire  # crossed the link
+        assert pts[("intra", 2 ** 20)]["median_s"] < 0.5 * wire  # shared memory
+
+    @pytest.mark.parametrize("fault", ["link_down", "kill_rank"])
+    def test_fault_mid_sweep_then_resume(self, tmp_path, fault):
+        run = tmp_path / "run"
+        cmd = SWEEP + ["--collectives", "pingpong", "--topology", "inter", "--sizes", FAULT_SIZES,
+                       "--time-budget", "0.05", "--point-timeout", "3", "--seed", "5",
+                       "--out", str(run)]
+        with EmulatedCluster(2, 1, RATE) as c:
+            before = []
+
+            def inject():  # once two points are on disk
+                deadline = time.monotonic() + 60
+                while len(points_on_disk(run)) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                before.extend(points_on_disk(run))
+                getattr(c, fault)(1)
+
+            injector = threading.Thread(target=inject, daemon=True)
+            injector.start()
+            start = time.monotonic()
+            r = c.run(cmd, timeout=60, env=ENV, exit_grace=3)
+            took = time.monotonic() - start
+            injector.join(5)
+            assert not r.ok and len(before) >= 2
+            kept = points_on_disk(run)
+            assert kept[:len(before)] == before  # completed points stay on disk
+            if fault == "link_down":
+                assert "exceeded --point-timeout" in r.stderr  # the sweep names the point
+                assert f"host {c.hosts_ns[1]} ({c.addresses[1]}) lost its network link" in r.diagnosis
+                assert took < 40
+                c.link_up(1)
+            else:
+                assert f"on host {c.hosts_ns[1]}" in r.diagnosis
+                assert took < 20
+            again = c.run(SWEEP + ["--resume", str(run)], timeout=60, env=ENV)
+        assert again.ok, again.stderr[-2000:] + again.diagnosis
+        done = points_on_disk(run)
+        assert done[:len(kept)] == kept
+        assert sorted(json.loads(p)["bytes"] for p in done) == \
+            [8, 1024, 32768, 262144, 1048576, 2097152]

@@ -8,13 +8,18 @@ the MPI programs below install as ``cupy``.  The real-GPU path is exercised only
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+import fakecuda
 from collectives import gpu
 from mpirun import mpirun
 
@@ -263,11 +268,6 @@ class TestArgumentsAndDescribe:
 # In-process tests on the fake device arrays (tests/fakecuda.py)
 # ----------------------------------------------------------------------------------
 
-import numpy as np  # noqa: E402
-
-import fakecuda  # noqa: E402
-
-
 @pytest.fixture
 def fake_cupy(monkeypatch):
     """fakecuda installed as ``cupy`` for the duration of a test."""
@@ -441,9 +441,6 @@ class TestHarnessSynchronization:
 # Under mpiexec: the CLIs with fakecuda installed as cupy
 # ----------------------------------------------------------------------------------
 
-from pathlib import Path  # noqa: E402
-import os  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
 
@@ -491,7 +488,6 @@ def run_fake(n, *args, env=None, timeout=150):
 
 def _reports(stdout):
     """The REPORT objects printed by the ranks (their lines may interleave)."""
-    import re
     return [json.loads(m) for m in re.findall(r"REPORT (\{[^{}]*(?:\{[^{}]*\}[^{}]*)?\})",
                                               stdout)]
 
@@ -529,22 +525,6 @@ class TestSweepUnderMpi:
         assert record["cuda_aware"]["aware"] is False          # the PyPI wheel
         assert record["device"]["local_size"] == 3
         assert meta["options"]["buffer"] == "cupy-staged"
-
-    def test_device_sweep_with_confirmed_awareness(self, tmp_path):
-        # The fake's "device" memory is host memory, so saying yes is safe here.
-        out_dir = tmp_path / "run"
-        out, reports = run_fake(2, "collectives.sweep", "--buffer", "cupy",
-                                "--cuda-aware", "yes", "--collectives",
-                                "allreduce,reduce_local", "--algorithms",
-                                "rabenseifner", "--sizes", "4,5M",
-                                "--out", str(out_dir), *QUICK)
-        assert out.returncode == 0, out.stderr
-        assert all(r["exposures"] > 0 for r in reports)     # the detector sees MPI reads
-        assert all(r["max_pending"] == 0 for r in reports)  # ... never with work queued
-        points = _points(out_dir)
-        assert all(p["buffer"] == "cupy" and p["correct"] for p in points)
-        gpu_record = json.loads((out_dir / "metadata.json").read_text())["gpu"]
-        assert gpu_record["cuda_aware"]["source"] == "override"
 
     def test_refusals_exit_2_before_anything_is_written(self, tmp_path):
         out_dir = tmp_path / "never"
@@ -596,7 +576,7 @@ class TestCheckUnderMpi:
 
     def test_staged_check_passes_without_exposing_device_memory(self):
         out, reports = run_fake(3, "collectives.check", "--buffer", "cupy-staged",
-                                "--large", "3MiB", "--ranks", "1,3", "--dtypes", "float64",
+                                "--large", "3MiB", "--ranks", "3", "--dtypes", "float64",
                                 "--ops", "sum", "--roots", "last")
         assert out.returncode == 0, out.stdout + out.stderr
         assert "cases match the native MPI result" in out.stdout
@@ -635,3 +615,54 @@ class TestVerdictUnderMpi:
         assert all(r["cuda_aware"]["aware"] is False for r in lines)
         out = mpirun(1, ["-m", "collectives.gpu", "--buffer", "cupy"], timeout=60)
         assert out.returncode == 2 and "refusing --buffer cupy" in out.stderr
+
+
+class TestGpuCheckJob:
+    JOB = ROOT / "jobs" / "gpu-check"
+
+    def _env(self, tmp_path, **extra):
+        shim = tmp_path / "shim"
+        shim.mkdir()
+        (shim / "cupy.py").write_text("import sys\nimport fakecuda\n"
+                                      "sys.modules[__name__] = fakecuda\n")
+        env = dict(os.environ, COLLCOST_PYTHON=sys.executable,
+                   COLLCOST_MPIEXEC=str(Path(sys.executable).with_name("mpiexec")),
+                   MPIR_CVAR_DEVICE_COLLECTIVES="none",
+                   PYTHONPATH=os.pathsep.join([str(shim), str(ROOT / "tests")]))
+        env.update(extra)
+        return env
+
+    def _run(self, args, env, timeout=240):
+        return subprocess.run(["timeout", "-k", "5", str(timeout), str(self.JOB), *args],
+                              capture_output=True, text=True, env=env, cwd=ROOT,
+                              timeout=timeout + 30)
+
+    def test_end_to_end_with_a_cuda_aware_verdict(self, tmp_path):
+        env = self._env(tmp_path,
+                        COLLCOST_CHECK_ARGS="--large 1MiB --ranks 2 --dtypes int32 "
+                                            "--ops sum --collectives allreduce,bcast",
+                        COLLCOST_SWEEP_ARGS="--collectives allreduce --sizes 8,4M "
+                                            "--min-reps 3 --max-reps 3")
+        out = self._run(["-n", "2", "--out", str(tmp_path / "runs"),
+                         "--cuda-aware", "yes"], env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "CUDA-aware: yes" in out.stdout
+        for step in ("check --buffer cupy ", "sweep --quick --buffer cupy ",
+                     "check --buffer cupy-staged", "sweep --quick --buffer cupy-staged"):
+            assert f"PASS  {step}" in out.stdout
+        for kind in ("cupy", "cupy-staged"):
+            assert all(p["buffer"] == kind and p["correct"]
+                       for p in _points(tmp_path / "runs" / kind))
+            meta = json.loads((tmp_path / "runs" / kind / "metadata.json").read_text())
+            assert meta["gpu"]["cuda_aware"]["source"] == "override"
+            assert meta["gpu"]["staged"] == (kind == "cupy-staged")
+
+    def test_usage_and_missing_cupy(self, tmp_path):
+        out = self._run(["-n", "0"], dict(os.environ))
+        assert out.returncode == 2 and "-n must be a whole number" in out.stderr
+        import importlib.util
+        if importlib.util.find_spec("cupy") is None:
+            env = dict(os.environ, COLLCOST_PYTHON=sys.executable)
+            out = self._run(["--out", str(tmp_path / "x")], env)
+            assert out.returncode == 2 and "CuPy with a visible GPU is required" in out.stderr
+            assert "No module named 'cupy'" in out.stderr and not (tmp_path / "x").exists()

@@ -166,10 +166,13 @@ def scenario_stop_rules(comm, MPI):
     def sleep_1ms():
         time.sleep(0.001)
 
-    t = time_call(comm, sleep_1ms, TimingOptions(target_ci=0.9, min_reps=12, warmup=0))
-    assert t.stop_rule == "ci" and t.max_s.size == 12 and t.warmup == 0
+    t = time_call(comm, sleep_1ms, TimingOptions(target_ci=1e3, min_reps=12, warmup=0))
+    assert (t.stop_rule, t.max_s.size, t.warmup) == ("ci", 12, 0)
+    t = time_call(comm, sleep_1ms, TimingOptions(sync="window", target_ci=1e3, min_reps=12,
+                                                 warmup=0, late_tolerance=0.01))
+    assert (t.stop_rule, t.max_s.size, t.warmup) == ("ci", 12, 1)  # 1 call sizes the window
     t = time_call(comm, sleep_1ms, TimingOptions(target_ci=1e-9, min_reps=15, max_reps=15))
-    assert t.stop_rule == "max" and t.max_s.size == 15 and t.summary()["unstable"]
+    assert (t.stop_rule, t.max_s.size, t.summary()["unstable"]) == ("max", 15, True)
     t0 = time.perf_counter()
     t = time_call(comm, sleep_1ms, TimingOptions(target_ci=1e-9, time_budget=0.1))
     assert t.stop_rule == "budget" and 0.1 <= t.elapsed_s < 0.3

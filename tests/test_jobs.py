@@ -28,7 +28,7 @@ SCRIPTS = [SBATCH, PBS, LIB, ROOT / "jobs" / "emulate"]
 # Records its name and arguments as one JSON line in $FAKE_LOG; as a launcher (srun,
 # mpiexec) it then runs the command after its options; as python it creates what the
 # real program would write, so the job's skip/resume logic sees real files.
-FAKE = r'''#!/usr/bin/env python3
+FAKE = r'''#!PYTHON
 import json, os, sys
 from pathlib import Path
 name, args = Path(sys.argv[0]).name, sys.argv[1:]
@@ -65,7 +65,7 @@ def fakes(tmp_path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     for tool in ("srun", "mpiexec", "python3"):
-        (bindir / tool).write_text(FAKE)
+        (bindir / tool).write_text(FAKE.replace("PYTHON", sys.executable, 1))
         (bindir / tool).chmod(0o755)
     return bindir, tmp_path / "calls.jsonl"
 
@@ -113,8 +113,12 @@ class TestSyntax:
 
     def test_pbs_directives(self):
         lines = directives(PBS, "#PBS")
-        res = dict(item.split("=", 1) for d in lines if d.startswith("-l ")
-                   for item in d[3:].split(":") if "=" in item)
+        res = {}
+        for d in lines:
+            if d.startswith("-l select="):  # chunk: select=N:res=v:res=v
+                res.update(item.split("=", 1) for item in d[3:].split(":"))
+            elif d.startswith("-l "):
+                res.update([d[3:].split("=", 1)])
         assert int(res["select"]) >= 2 and int(res["mpiprocs"]) >= 2
         assert res["ncpus"] == res["mpiprocs"]
         assert re.fullmatch(r"\d+:\d\d:\d\d", res["walltime"])

@@ -131,6 +131,9 @@ class TestStep:
         assert t[2]["comm_s"] == pytest.approx(6e-5 + 1.5 * 1e8 * 1e-9)
         assert t[2]["step_s"] == pytest.approx(0.25 + t[2]["comm_s"])
         assert doc["summary"]["ranks_per_node"] == 4
+        S = np.array([r["speedup"] for r in t])
+        assert doc["summary"]["amdahl_fit_serial_fraction"] == pytest.approx(
+            scaling.fit_serial_fraction([1, 2, 4], S))
 
     def test_constants_file_hierarchical(self, constants_file, capsys):
         code, text, _ = run(["step", "--constants", str(constants_file), "--params", "25e6",

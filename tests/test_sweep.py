@@ -26,12 +26,17 @@ def expected_points(n, sizes=3, collectives=COLLECTIVES + AUXILIARY):
     return len(ranks) * per_group + (sizes if n >= 2 and "pingpong" in collectives else 0)
 
 
+ENV = {"UCX_COLLCOST_TEST": "1", "NOT_AN_MPI_VARIABLE": "x"}
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_quick_sweep(tmp_path, n):
     out = tmp_path / "run"
-    proc = sweep(n, FAST + ["--out", out], timeout=120)
+    proc = sweep(n, FAST + ["--out", out], timeout=120, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = read_run(out)
+    check_metadata(run.metadata, n, out)
+    check_plan_order(run, n)
     pts = run.points
     assert len(pts) == expected_points(n)
     assert set(pts["collective"]) == set(COLLECTIVES + AUXILIARY) - (
@@ -77,28 +82,24 @@ def formats_metadata_names():
     return names - {"metadata"}
 
 
-def test_metadata_complete(tmp_path):
-    out = tmp_path / "run"
-    env = {"UCX_COLLCOST_TEST": "1", "NOT_AN_MPI_VARIABLE": "x"}
-    proc = sweep(2, ["--collectives", "allreduce,reduce_local", "--sizes", "8",
-                     "--time-budget", "0.01", "--min-reps", "3", "--seed", "7",
-                     "--out", out], env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    meta = json.loads((out / "metadata.json").read_text())
+def check_metadata(meta, n, out):
+    """Metadata completeness against results.METADATA_KEYS and docs/formats.md."""
     assert set(METADATA_KEYS) <= set(meta)
     missing = formats_metadata_names() - _all_keys(meta) - {"repetitions", "merged_from"}
     assert not missing, f"formats.md names missing from metadata: {missing}"
     assert meta["mpi"]["library"] == "MPICH" and "5." in meta["mpi"]["version"]
-    assert meta["world_size"] == 2 and meta["nodes"] == 1 and meta["ranks_per_node"] == 2
-    assert sum(meta["hosts"].values()) == 2
+    assert meta["world_size"] == n and meta["nodes"] == 1 and meta["ranks_per_node"] == n
+    assert list(meta["hosts"].values()) == [n]
     assert meta["env"]["UCX_COLLCOST_TEST"] == "1"
     assert meta["env"]["MPIR_CVAR_DEVICE_COLLECTIVES"] == "none"  # set by tests/mpirun.py
     assert "NOT_AN_MPI_VARIABLE" not in meta["env"]
     assert meta["timer"]["resolution_s"] > 0 and meta["timer"]["overhead_s"] > 0
     assert meta["harness_overhead_s"]["barrier"] > 0
-    assert meta["seed"] == 7 and meta["options"]["seed"] == 7
-    assert meta["options"]["sizes"] == [8] and meta["options"]["dtype"] == "float32"
-    assert meta["size_convention"]["allreduce"] == size_convention("allreduce")
+    assert meta["options"]["seed"] == meta["seed"] == meta["launches"][0]["seed"]
+    assert meta["options"]["sizes"] == [8, 24, 3 << 20]
+    assert meta["options"]["dtype"] == "float32" and meta["options"]["time_budget"] == 0.01
+    for c in COLLECTIVES + AUXILIARY:
+        assert meta["size_convention"][c] == size_convention(c)
     assert meta["gpu"] is None
     assert meta["command_line"][-1] == str(out)
     commit = meta["git_commit"]
@@ -106,24 +107,45 @@ def test_metadata_complete(tmp_path):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", meta["date_utc"])
 
 
-def test_same_seed_same_order(tmp_path):
-    args = ["--collectives", "reduce_local", "--sizes", "8:1K", "--time-budget", "0.005",
-            "--min-reps", "2", "--seed", "11"]
-    a = sweep(1, args + ["--out", tmp_path / "a"])
-    b = sweep(1, args + ["--out", tmp_path / "b"])
-    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
-    order = [list(read_run(tmp_path / d).points["bytes"]) for d in "ab"]
-    assert order[0] == order[1] and sorted(order[0]) == [8 << k for k in range(8)]
-    assert order[0] != sorted(order[0])  # shuffled (this seed does not give the identity)
+def check_plan_order(run, n):
+    """Points were measured in the plan's order: rebuilt from the stored seed."""
+    from collectives import sweep as sw
+    from collectives.topology import layout_from_hosts
+    raw = sw._stored_raw(run.metadata)
+    raw["resume"] = str(run.path)
+    layout = layout_from_hosts(["h"] * n)
+    plan = sw.plan_points(sw.validate(raw, layout), layout)
+    planned = [(topo, p, c, alg, b) for (topo, p, _), pts in plan for c, alg, b in pts]
+    got = list(zip(run.points["topology"], run.points["ranks"], run.points["collective"],
+                   run.points["algorithm"], run.points["bytes"]))
+    assert got == planned
+
+
+def test_size_order_is_random_and_reproducible():
+    from collectives import sweep as sw
+    from collectives.topology import layout_from_hosts
+    layout = layout_from_hosts(["h"] * 2)
+
+    def order(seed):
+        opts = sw.validate({"collectives": "reduce_local", "sizes": "8:1K", "seed": seed,
+                            "resume": "x"}, layout)
+        [(_, points)] = sw.plan_points(opts, layout)
+        return [b for _, _, b in points]
+
+    assert order(11) == order(11) and sorted(order(11)) == [8 << k for k in range(8)]
+    assert order(11) != order(12)
+    assert order(11) != sorted(order(11))
 
 
 def test_help_explains_every_option():
-    proc = sweep(1, ["--help"], timeout=60)
-    assert proc.returncode == 0
+    from collectives.sweep import build_parser
+    text = build_parser().format_help()
     for opt in ("--collectives", "--algorithms", "--sizes", "--ranks", "--topology",
                 "--dtype", "--sync", "--target-ci", "--time-budget", "--out", "--quick",
                 "--resume", "--max-memory", "--point-timeout", "--seed",
                 "collectives.merge"):
-        assert opt in proc.stdout, opt
+        assert opt in text, opt
     for c in COLLECTIVES + AUXILIARY:
-        assert size_convention(c)[:30] in " ".join(proc.stdout.split())
+        assert size_convention(c)[:30] in " ".join(text.split())
+    for action in build_parser()._actions:
+        assert action.help, f"{action.option_strings} has no help"

@@ -1,8 +1,9 @@
 /* Minimal C timing loop: the reference the Python harness is compared against.
  *
- * Usage: timing_loop OP REPS WARMUP BYTES...
- *   OP      allreduce (float32 sum) | bcast (root 0)
- *   REPS    timed repetitions per size; WARMUP untimed calls before them
+ * Usage: timing_loop OP REPS WARMUP BYTES[:REPS]...
+ *   OP      allreduce (float32 sum) | bcast (MPI_BYTE, root 0)
+ *   REPS    timed repetitions per size (a size may override it as BYTES:REPS);
+ *           WARMUP untimed calls before them
  *   BYTES   message sizes in bytes (multiples of 4 for allreduce)
  *
  * Each repetition is: MPI_Barrier (untimed), t0 = clock, one call, t1 = clock
@@ -38,7 +39,7 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     if (argc < 5 || (strcmp(argv[1], "allreduce") && strcmp(argv[1], "bcast"))) {
         if (rank == 0)
-            fprintf(stderr, "usage: %s allreduce|bcast REPS WARMUP BYTES...\n", argv[0]);
+            fprintf(stderr, "usage: %s allreduce|bcast REPS WARMUP BYTES[:REPS]...\n", argv[0]);
         MPI_Finalize();
         return 2;
     }
@@ -49,14 +50,17 @@ int main(int argc, char **argv)
         MPI_Finalize();
         return 2;
     }
-    long long *t = malloc(sizeof(long long) * reps);
-    long long *tmax = malloc(sizeof(long long) * reps);
+    long default_reps = reps;
     for (int a = 4; a < argc; a++) {
-        long bytes = atol(argv[a]);
-        if (bytes < 0 || (allreduce && bytes % 4)) {
+        char *end;
+        long bytes = strtol(argv[a], &end, 10);
+        reps = *end == ':' ? strtol(end + 1, &end, 10) : default_reps;
+        if (*end || bytes < 0 || reps < 1 || (allreduce && bytes % 4)) {
             if (rank == 0) fprintf(stderr, "bad size %s\n", argv[a]);
             MPI_Abort(MPI_COMM_WORLD, 2);
         }
+        long long *t = malloc(sizeof(long long) * reps);
+        long long *tmax = malloc(sizeof(long long) * reps);
         size_t alloc = bytes > 0 ? (size_t)bytes : 1;
         char *sbuf = calloc(alloc, 1), *rbuf = calloc(alloc, 1);
         int count = allreduce ? (int)(bytes / 4) : (int)bytes;
@@ -79,9 +83,9 @@ int main(int argc, char **argv)
         }
         free(sbuf);
         free(rbuf);
+        free(t);
+        free(tmax);
     }
-    free(t);
-    free(tmax);
     MPI_Finalize();
     return 0;
 }

@@ -74,6 +74,30 @@ def binomial(comm, sendbuf, recvbuf, op):
     binomial_inplace(comm, recvbuf, rank, list(range(p)), dtype)
 
 
+def _folded(comm, f, rank, current, recvbuf, reduce, dtype, scratch_size, survivors):
+    """Run ``survivors(current, tmp, newrank)`` on the ``p'`` survivors of the fold.
+
+    Fold in: each even rank below ``2 rem`` sends its whole vector to the rank above,
+    which reduces it into ``recvbuf``; fold out: that rank sends the result back.
+    ``tmp`` holds at least ``scratch_size`` elements (the whole vector on absorbing
+    ranks, which receive into it first).
+    """
+    if f.sits_out(rank):
+        messages.send(comm, current, rank + 1, dtype)
+        messages.recv(comm, recvbuf, rank + 1, dtype)
+        return
+    if f.absorbs(rank):
+        tmp = reductions.scratch(recvbuf, recvbuf.size)
+        messages.recv(comm, tmp, rank - 1, dtype)
+        reduce(current, tmp, recvbuf)
+        current = recvbuf
+    else:
+        tmp = reductions.scratch(recvbuf, scratch_size)
+    survivors(current, tmp, f.newrank(rank))
+    if f.absorbs(rank):
+        messages.send(comm, recvbuf, rank - 1, dtype)
+
+
 def recursive_doubling(comm, sendbuf, recvbuf, op):
     """Recursive doubling of the whole vector; other p fold first (see :mod:`.fold`).
 
@@ -85,25 +109,17 @@ def recursive_doubling(comm, sendbuf, recvbuf, op):
         return
     comm, p, rank, current, reduce, dtype = args
     f = fold(p)
-    if f.sits_out(rank):
-        messages.send(comm, current, rank + 1, dtype)
-        messages.recv(comm, recvbuf, rank + 1, dtype)
-        return
-    tmp = reductions.scratch(recvbuf, recvbuf.size)
-    if f.absorbs(rank):
-        messages.recv(comm, tmp, rank - 1, dtype)
-        reduce(current, tmp, recvbuf)
-        current = recvbuf
-    me, members = f.newrank(rank), f.members
-    mask = 1
-    while mask < f.pp:
-        partner = members[me ^ mask]
-        messages.sendrecv(comm, current, partner, tmp, partner, dtype)
-        reduce(current, tmp, recvbuf)
-        current = recvbuf
-        mask <<= 1
-    if f.absorbs(rank):
-        messages.send(comm, recvbuf, rank - 1, dtype)
+
+    def survivors(current, tmp, me):
+        mask = 1
+        while mask < f.pp:
+            partner = f.members[me ^ mask]
+            messages.sendrecv(comm, current, partner, tmp, partner, dtype)
+            reduce(current, tmp, recvbuf)
+            current = recvbuf
+            mask <<= 1
+
+    _folded(comm, f, rank, current, recvbuf, reduce, dtype, recvbuf.size, survivors)
 
 
 def rabenseifner(comm, sendbuf, recvbuf, op):
@@ -117,23 +133,12 @@ def rabenseifner(comm, sendbuf, recvbuf, op):
         return
     comm, p, rank, current, reduce, dtype = args
     f = fold(p)
-    if f.sits_out(rank):
-        messages.send(comm, current, rank + 1, dtype)
-        messages.recv(comm, recvbuf, rank + 1, dtype)
-        return
-    n = recvbuf.size
-    counts, displs = block_counts(n, f.pp), block_displs(n, f.pp)
-    me = f.newrank(rank)
-    a, b = first_half(counts, displs, me, f.pp)
-    if f.absorbs(rank):
-        tmp = reductions.scratch(recvbuf, n)
-        messages.recv(comm, tmp, rank - 1, dtype)
-        reduce(current, tmp, recvbuf)
-        current = recvbuf
-    else:
-        tmp = reductions.scratch(recvbuf, b - a)
-    halving_kernel(comm, current, (recvbuf, 0), counts, displs, me, f.members, reduce,
-                   dtype, tmp)
-    doubling_inplace(comm, recvbuf, counts, displs, me, f.members, dtype)
-    if f.absorbs(rank):
-        messages.send(comm, recvbuf, rank - 1, dtype)
+    counts, displs = block_counts(recvbuf.size, f.pp), block_displs(recvbuf.size, f.pp)
+    a, b = first_half(counts, displs, max(f.newrank(rank), 0), f.pp)
+
+    def survivors(current, tmp, me):
+        halving_kernel(comm, current, (recvbuf, 0), counts, displs, me, f.members, reduce,
+                       dtype, tmp)
+        doubling_inplace(comm, recvbuf, counts, displs, me, f.members, dtype)
+
+    _folded(comm, f, rank, current, recvbuf, reduce, dtype, b - a, survivors)

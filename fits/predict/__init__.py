@@ -196,6 +196,7 @@ def _atomic_write(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
@@ -236,8 +237,8 @@ def _laws_args(p):
 def _laws(args):
     K = np.asarray(args.workers, dtype=float)
     rows, summary = [], {}
-    curves_s, curves_e, ceilings = {}, {}, {}
-    for s in args.serial:
+    curves_s, curves_e, ceilings, styles = {}, {}, {}, {}
+    for i, s in enumerate(args.serial):
         scaling.check_fraction(s, "--serial")
         amd = scaling.amdahl_speedup(s, K)
         ceiling = float(scaling.amdahl_ceiling(s))
@@ -266,13 +267,16 @@ def _laws(args):
             "best_listed_workers": best}
         curves_s[f"Amdahl s={s:g}"] = amd
         curves_s[f"Gustafson s={s:g}"] = frame["gustafson_speedup"].to_numpy()
+        styles[f"Amdahl s={s:g}"] = {"color": f"C{i % 10}", "ls": "-"}
+        styles[f"Gustafson s={s:g}"] = {"color": f"C{i % 10}", "ls": "--", "marker": "x"}
         curves_e[f"Amdahl s={s:g}"] = frame["amdahl_efficiency"].to_numpy()
         ceilings[f"s={s:g}"] = ceiling
     table = pd.concat(rows, ignore_index=True)
 
     def plots(d, plt_mod):
         return [plt_mod.speedup_plot(d / "laws_speedup.png", K, curves_s, ceilings=ceilings,
-                                     title="Amdahl vs Gustafson"),
+                                     styles=styles, title="Amdahl (solid) vs Gustafson "
+                                                          "(dashed)"),
                 plt_mod.efficiency_plot(d / "laws_efficiency.png", K, curves_e,
                                         title="Amdahl efficiency")]
     return table, {"comm_coeff": args.comm_coeff, **summary}, plots
@@ -419,15 +423,19 @@ def _step(args):
     summary = {"mode": args.mode, "gradient_bytes": nbytes, "ranks_per_node": q,
                "cost_unit": "currency" if args.rate is not None else "worker-seconds",
                **rec}
+    ceilings = None
+    if args.mode == "strong" and (K > 1).any():
+        # Amdahl fit to the modelled speedups: the ceiling the whole curve points at
+        s_fit = scaling.fit_serial_fraction(K, table["speedup"].to_numpy())
+        summary["amdahl_fit_serial_fraction"] = s_fit
+        summary["amdahl_fit_ceiling"] = float(scaling.amdahl_ceiling(np.clip(s_fit, 0, 1)))
+        ceilings = {"Amdahl fit": summary["amdahl_fit_ceiling"]}
 
     def plots(d, plt_mod):
         Kf = table["workers"].to_numpy()
-        ceil = table["amdahl_ceiling"].to_numpy()
-        finite = ceil[np.isfinite(ceil)]
         return [plt_mod.speedup_plot(d / "step_speedup.png", Kf,
                                      {f"{args.mode} scaling": table["speedup"].to_numpy()},
-                                     ceilings={"Amdahl at largest K": finite[-1]}
-                                     if finite.size else None, title="Training-step speedup"),
+                                     ceilings=ceilings, title="Training-step speedup"),
                 plt_mod.efficiency_plot(d / "step_efficiency.png", Kf,
                                         {f"{args.mode} scaling":
                                          table["efficiency"].to_numpy()},

@@ -30,6 +30,7 @@ def _save(fig, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; plots are for sharing
     try:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")
         os.replace(tmp, path)
@@ -43,19 +44,23 @@ def _save(fig, path) -> Path:
 
 
 def speedup_plot(path, workers, curves: dict, *, ceilings: dict | None = None,
-                 title: str = "Speedup") -> Path:
-    """Speedup vs K: one line per ``curves`` label, the ideal ``S = K`` and ceilings."""
+                 styles: dict | None = None, title: str = "Speedup") -> Path:
+    """Speedup vs K: one line per ``curves`` label, the ideal ``S = K`` and ceilings.
+
+    ``styles``: optional label -> matplotlib line keyword arguments.
+    """
     plt = _pyplot()
     K = np.asarray(workers, dtype=float)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     ax.plot(K, K, "k--", lw=1, label="ideal (S = K)")
     for label, S in curves.items():
-        ax.plot(K, S, "o-", ms=3, label=label)
+        style = {"marker": "o", "ms": 3, **(styles or {}).get(label, {})}
+        ax.plot(K, S, label=label, **style)
     for label, c in (ceilings or {}).items():
         if np.isfinite(c):
             ax.axhline(c, ls=":", lw=1, color="gray")
-            ax.annotate(f"{label} ceiling {c:.3g}", (K.min(), c), fontsize=7,
-                        va="bottom", color="gray")
+            ax.annotate(f"{label} ceiling {c:.3g}", (K.max(), c), fontsize=7,
+                        va="bottom", ha="right", color="gray")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
     ax.set_xlabel("workers K")
