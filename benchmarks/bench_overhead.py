@@ -180,7 +180,8 @@ def compare_sync(args) -> int:
     import numpy as np
 
     print("# Allreduce, default adaptive options (target CI 5%), time budget "
-          f"{args.budget} s per point; median over {args.launches} launches; "
+          f"{args.budget} s per point; median over {args.launches} launches (median µs "
+          "over the launches that kept any repetition); "
           f"load average at start {os.getloadavg()[0]:.1f}")
     print(f"{'ranks':>5} {'bytes':>8} {'sync':>8} {'median µs':>10} {'CI rel':>7} "
           f"{'reps':>6} {'discard':>7} {'s/point':>7} {'stop rules':>18} {'unstable':>8}")
@@ -200,10 +201,12 @@ def compare_sync(args) -> int:
         for (nbytes, sync), fs in sorted(rows.items()):
             col = lambda k, typ=float: np.array([typ(f[k]) for f in fs])  # noqa: E731
             rules = ",".join(sorted(set(f[6] for f in fs)))
-            print(f"{ranks:>5} {nbytes:>8} {sync:>8} {np.median(col(2)) * 1e6:>10.3f} "
+            med = np.nanmedian(col(2)) if np.isfinite(col(2)).any() else np.nan
+            print(f"{ranks:>5} {nbytes:>8} {sync:>8} {med * 1e6:>10.3f} "
                   f"{np.median(col(3)):>7.3f} {np.median(col(4)):>6.0f} "
                   f"{np.median(col(5)):>7.0f} {np.median(col(7)):>7.2f} {rules:>18} "
                   f"{int(col(8, int).sum())}/{len(fs)}")
+    print(f"# load average at end {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -154,6 +154,11 @@ class Timing:
         out["unstable"] = bool(out["unstable"] or self.stop_rule != "ci")
         return out
 
+    def samples(self) -> dict:
+        """Per-repetition seconds as lists, the ``samples`` value of a points.jsonl row."""
+        return {"max": self.max_s.tolist(), "min": self.min_s.tolist(),
+                "mean": self.mean_s.tolist()}
+
 
 # --------------------------------------------------------------------------------
 # Timed loops.  Kept as tight as CPython allows: locals only, no attribute lookups,

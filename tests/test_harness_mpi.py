@@ -80,6 +80,11 @@ def _check_timing(comm, timing, options):
         assert timing.discarded == 0
     s = timing.summary()
     assert s["repetitions"] == n and s["stop_rule"] == timing.stop_rule
+    assert s["discarded"] == timing.discarded and s["warmup"] == timing.warmup
+    if n:
+        assert s["median_s"] == float(np.median(timing.max_s))
+    samples = timing.samples()
+    assert samples["max"] == timing.max_s.tolist() and len(samples["min"]) == n
     return s
 
 

@@ -32,18 +32,21 @@ ENV = {"UCX_COLLCOST_TEST": "1", "NOT_AN_MPI_VARIABLE": "x"}
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_quick_sweep(tmp_path, n):
     out = tmp_path / "run"
-    proc = sweep(n, FAST + ["--out", out], timeout=120, env=ENV)
+    topologies = ["intra", "world"] if n == 3 else ["intra"]  # auto: intra on one host
+    extra = ["--topology", ",".join(topologies)] if n == 3 else []
+    proc = sweep(n, FAST + extra + ["--out", out], timeout=120, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = read_run(out)
     check_metadata(run.metadata, n, out)
     check_plan_order(run, n)
     pts = run.points
-    assert len(pts) == expected_points(n)
+    assert len(pts) == expected_points(n) * len(topologies)
+    assert set(pts["topology"]) == set(topologies)
     assert set(pts["collective"]) == set(COLLECTIVES + AUXILIARY) - (
         {"pingpong"} if n == 1 else set())
     assert pts["correct"].all()
     assert set(pts["bytes"]) == {8, 24, 3 << 20}
-    assert (pts["topology"] == "intra").all() and (pts["nodes"] == 1).all()
+    assert (pts["nodes"] == 1).all()
     assert set(pts.loc[pts["collective"] == "pingpong", "ranks"]) <= {2}
     assert (pts["count"] == pts["bytes"] // 4).all()
     assert (pts["median_s"] > 0).all()
