@@ -7,7 +7,8 @@ element count and broadcast root, and its result is compared with the native cal
 (``Bcast``, ``Reduce_scatter``, ``Allreduce``, ``Allgatherv``) on the same input:
 exactly for integers, max, min, broadcast and allgather; for floating-point sums within
 ``p * eps * sum_ranks |x|`` elementwise (summation order differs).  The input vector is
-also checked to be unchanged.
+also checked to be unchanged, and the whole-vector results to be bitwise identical on
+every rank.
 
 Rank 0 prints one line per (ranks, collective, algorithm) and names every failing case;
 the exit status is 0 when all cases pass, 1 on any mismatch or error, 2 on bad
@@ -19,6 +20,7 @@ import argparse
 import re
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +29,7 @@ from collectives import costs, gpu
 from collectives.algorithms import ALGORITHMS, block_counts, block_displs
 from collectives.algorithms.arguments import SUPPORTED_DTYPES
 from collectives.algorithms.messages import datatype
-from collectives.algorithms.reductions import SUPPORTED_OPS, op_name
+from collectives.algorithms.reductions import SUPPORTED_OPS
 from collectives.arrays import is_device
 
 __all__ = ["Case", "BUFFERS", "allocate", "to_host", "parse_counts", "resolve_counts",
@@ -236,8 +238,13 @@ def run_case(comm, case: Case, fn, buffer="numpy", seed=0):
         got = to_host(recv)
         inputs_ok = case.in_place or np.array_equal(to_host(send), x)
     ok, err = _compare(case, got, want, scale)
+    # every rank must hold bitwise the same vector (replicas must not drift apart)
+    same = case.collective == "reduce_scatter" or \
+        len(set(comm.allgather(zlib.crc32(got.tobytes())))) == 1
     message = ""
-    if not ok:
+    if ok and not same:
+        ok, message = False, f"rank {rank}: result differs bitwise between ranks"
+    elif not ok:
         bad = np.flatnonzero(got != want) if got.shape == want.shape else []
         where = f"first difference at element {bad[0]}: got {got[bad[0]]}, want {want[bad[0]]}" \
             if len(bad) else f"got {got.shape} elements, want {want.shape}"

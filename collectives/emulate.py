@@ -163,7 +163,6 @@ def parse_size(size) -> int:
 DEFAULT_BURST = 16 * 1024
 
 
-
 def check_available() -> None:
     """Raise :class:`EmulationUnavailable` naming what is missing (root, ip, tc, unshare, netns)."""
     if os.geteuid() != 0:
@@ -407,10 +406,6 @@ class EmulatedCluster:
                          f"(0..{self.hosts - 1}, {', '.join(self.hosts_ns)})")
 
     # -- running -------------------------------------------------------------------
-    def env(self) -> dict:
-        """Variables every rank gets (``-genv``): the transport selection."""
-        return transport_env(self.hosts * self.ranks_per_host)
-
     def mpiexec_command(self, command, ranks_per_host: int | None = None,
                         hosts=None, env: dict | None = None) -> list[str]:
         """The ``mpiexec`` command line (run it inside :attr:`switch_ns`).
@@ -444,10 +439,10 @@ class EmulatedCluster:
         One launch at a time per cluster: when it ends, every process left in the hosts'
         namespaces (ranks cut off from a killed mpiexec) is killed.
 
-        MPI ranks end together; when mpiexec is still running ``exit_grace`` seconds
-        after one of them ended (Hydra waits forever for a proxy it cannot reach, e.g.
-        behind a link that is down, even after MPI_Abort), the launch is killed and
-        the diagnosis says so.  ``capture=False`` passes the output through.
+        When mpiexec is still running ``exit_grace`` seconds after every rank has ended
+        (Hydra waits forever for a proxy it cannot reach, e.g. behind a link that is
+        down, even after MPI_Abort), the launch is killed and the diagnosis says so.
+        ``capture=False`` passes the output through.
         """
         if not exit_grace > 0:
             raise ValueError(f"exit_grace: must be positive seconds, got {exit_grace!r}")
@@ -471,7 +466,7 @@ class EmulatedCluster:
             tee = threading.Thread(target=_tee, args=(proc.stderr, sys.stderr, kept), daemon=True)
             tee.start()
         stdout = stderr = None
-        stranded = False  # killed because mpiexec outlived a dead rank by exit_grace
+        stranded = False  # killed because mpiexec outlived all its ranks by exit_grace
         try:
             while True:
                 try:
@@ -482,7 +477,8 @@ class EmulatedCluster:
                     break
                 except subprocess.TimeoutExpired:
                     now = time.monotonic()
-                    if watch.first and not stranded and now - watch.when > exit_grace:
+                    if (watch.all_ended is not None and not stranded
+                            and now - watch.all_ended > exit_grace):
                         stranded = True
                         os.killpg(proc.pid, signal.SIGKILL)
                     elif now > started + timeout + 30:
@@ -501,7 +497,7 @@ class EmulatedCluster:
         diagnosis = "" if proc.returncode == 0 else \
             self.diagnose(stderr or "", timed_out, timeout, first_deaths, chosen)
         if stranded:
-            diagnosis += (f"; mpiexec was still running {exit_grace:g} s after that process "
+            diagnosis += (f"; mpiexec was still running {exit_grace:g} s after every rank had "
                           "ended (it could not reach every host to clean up) and was killed")
         return RunResult(cmd, proc.returncode, stdout or "", stderr or "", timed_out, diagnosis)
 
@@ -594,17 +590,19 @@ class EmulatedCluster:
 
 
 class _RankWatch:
-    """Notice which MPI process of a launch ends first, without polling during the run.
+    """Notice which MPI process of a launch ends first, and when all have ended.
 
     A thread finds the ranks' pids in each host namespace once they have started, opens
-    a pidfd on each and blocks in ``select`` until one exits; the ones reported in the
-    first wake-up before mpiexec itself has ended are the first deaths.
+    a pidfd on each and blocks in ``select`` (no polling while the job runs).  The
+    processes reported in the first wake-up, before mpiexec itself has ended, are the
+    first deaths (``first``, at ``when``); ``all_ended`` is when the last one ended.
     """
 
     def __init__(self, cluster: "EmulatedCluster", hosts: list, ranks_per_host: int, proc):
         self.cluster, self.hosts, self.k, self.proc = cluster, hosts, ranks_per_host, proc
         self.first: list = []
-        self.when = time.monotonic()  # when the first deaths were seen
+        self.when = time.monotonic()
+        self.all_ended: float | None = None
         self._stop_r, self._stop_w = os.pipe()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         if hasattr(os, "pidfd_open"):
@@ -622,18 +620,24 @@ class _RankWatch:
                     return
             else:
                 return
+            gone = []
             for i, pids in found.items():
                 for pid in pids:
                     try:
                         fds[os.pidfd_open(pid)] = (i, pid)
-                    except OSError:  # already gone: the earliest death of all
-                        self.first.append((i, pid))
-            if self.first:
-                return
-            ready = select.select(list(fds) + [self._stop_r], [], [])[0]
-            if self._stop_r not in ready and self.proc.poll() is None:
-                self.first = sorted(fds[fd] for fd in ready)
-                self.when = time.monotonic()
+                    except OSError:  # already gone: the earliest deaths of all
+                        gone.append((i, pid))
+            if gone:
+                self.first, self.when = sorted(gone), time.monotonic()
+            live = set(fds)
+            while live:
+                ready = select.select(sorted(live) + [self._stop_r], [], [])[0]
+                if self._stop_r in ready:
+                    return
+                if not self.first and self.proc.poll() is None:
+                    self.first, self.when = sorted(fds[fd] for fd in ready), time.monotonic()
+                live -= set(ready)
+            self.all_ended = time.monotonic()
         finally:
             for fd in fds:
                 os.close(fd)
@@ -686,7 +690,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=3600,
                    help="seconds after which the launch is killed (default 3600)")
     p.add_argument("--exit-grace", type=float, default=15,
-                   help="seconds mpiexec may keep running after one rank has ended before "
+                   help="seconds mpiexec may keep running after all ranks have ended before "
                         "the launch is killed (Hydra can hang on an unreachable host) "
                         "(default 15)")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",

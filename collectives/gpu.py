@@ -14,7 +14,10 @@ Buffer kinds (the ``buffer`` column of the results, ``docs/formats.md``):
 ``cupy-staged``
     device memory; every timed call copies its inputs to pinned host memory, runs the
     MPI operation on host memory, and copies its outputs back, with stream
-    synchronizations around each copy.  The copies are part of the measured time.
+    synchronizations around each copy.  The copies are part of the measured time.  A
+    hand-written algorithm then runs wholly on the host copies (its local reductions
+    use numpy); the staged ping-pong's echoing rank copies each message to the device
+    and back before returning it.
 
 The verdict (:func:`decide`) is a pure function of evidence gathered by small probes:
 
@@ -35,6 +38,7 @@ unless the user stages them or overrides the verdict.
 from __future__ import annotations
 
 import ctypes
+import numbers
 import os
 import re
 import shutil
@@ -443,7 +447,8 @@ def check_device_memory(nbytes_needed: int, *, ranks_per_device: int = 1,
     GpuSetupError naming the sizes when ``nbytes_needed * ranks_per_device`` does not fit;
     returns ``{"free_bytes", "total_bytes", "needed_bytes"}`` otherwise.
     """
-    if not isinstance(nbytes_needed, (int,)) or nbytes_needed < 0:
+    if isinstance(nbytes_needed, bool) or not isinstance(nbytes_needed, numbers.Integral) \
+            or nbytes_needed < 0:
         raise ValueError(f"nbytes_needed must be a whole number >= 0, got {nbytes_needed!r}")
     if not isinstance(ranks_per_device, int) or ranks_per_device < 1:
         raise ValueError(f"ranks_per_device must be an integer >= 1, got "
@@ -770,7 +775,9 @@ def prepare(comm, buffer: str = "numpy", cuda_aware: str = "auto",
     except GpuSetupError as exc:
         error = str(exc)
     _agree(comm, error)
-    return DeviceSetup(buffer, verdict, device, describe(buffer, verdict, device, xp))
+    record = describe(buffer, verdict, device, xp)
+    record["devices_by_rank"] = comm.allgather(device["device"])
+    return DeviceSetup(buffer, verdict, device, record)
 
 
 # ----------------------------------------------------------------------------------

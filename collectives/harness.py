@@ -94,7 +94,27 @@ def _whole(name, value, low):
 
 @dataclass(frozen=True)
 class TimingOptions:
-    """How :func:`time_call` times one point (module docstring for the semantics)."""
+    """How :func:`time_call` times one point (module docstring for the semantics).
+
+    sync
+        ``"barrier"`` or ``"window"`` start of every repetition.
+    target_ci
+        stop when the 95% CI of the median is within this fraction of it (wider side).
+    time_budget
+        seconds of wall time on rank 0 per point, from the first timed repetition
+        (warm-up, clock sync and window calibration excluded), checked between batches.
+    min_reps, max_reps
+        kept repetitions per point, at least / at most (``min_reps`` wins over the
+        budget up to ``stats.HARD_LIMIT`` budgets).
+    warmup
+        untimed calls before timing; None: automatic (3, then ~1% of the budget, <= 1000).
+    window
+        window length in seconds for ``sync="window"``; None: automatic (sized from the
+        warm-up, doubled while more than 10% of the starts are late).
+    late_tolerance
+        seconds after its window boundary a rank may start before the repetition is
+        discarded as a late start (window mode).
+    """
 
     sync: str = DEFAULT_SYNC
     target_ci: float = 0.05
@@ -246,6 +266,104 @@ def _warmup(comm, call, options, before, calibrate):
     return len(t), float(np.percentile(p90, 90)) * 1e-9
 
 
+class _Point:
+    """Rank 0's bookkeeping of one point between batches."""
+
+    def __init__(self, options: TimingOptions, window_s: float | None):
+        self.options = options
+        self.window_s = window_s
+        self.kept = {"max": [], "min": [], "mean": []}
+        self.n_kept = 0
+        self.discarded = 0
+        self.rule = None
+        self.t_begin = _clock()
+
+    def elapsed(self) -> float:
+        return (_clock() - self.t_begin) * 1e-9
+
+    def decide(self, ctrl: np.ndarray) -> None:
+        """Fill ``ctrl`` = [GO/STOP, batch, start_ns, window_ns] for the next batch."""
+        o = self.options
+        elapsed = self.elapsed()
+        kept_max = np.concatenate(self.kept["max"]) if self.kept["max"] else np.empty(0)
+        self.rule = stats.stop_reason(kept_max, elapsed, target_ci=o.target_ci,
+                                      time_budget=o.time_budget, min_reps=o.min_reps,
+                                      max_reps=o.max_reps)
+        if self.rule is not None:
+            ctrl[:] = (_STOP, 0, 0, 0)
+            return
+        batch = stats.next_batch_size(self.n_kept, elapsed, min_reps=o.min_reps,
+                                      max_reps=o.max_reps, time_budget=o.time_budget)
+        ctrl[:] = (_GO, batch, 0, 0)
+        if self.window_s is not None:
+            window_ns = int(self.window_s * 1e9)
+            ctrl[2] = _clock() + int(_START_LEAD_S * 1e9) + window_ns
+            ctrl[3] = window_ns
+
+    def add(self, hi: np.ndarray, lo: np.ndarray, tot: np.ndarray, size: int) -> None:
+        """Keep the repetitions no rank started late; adapt an automatic window."""
+        ok = hi[1] <= self.options.late_tolerance * 1e9
+        self.kept["max"].append(hi[0][ok] * 1e-9)
+        self.kept["min"].append(lo[ok] * 1e-9)
+        self.kept["mean"].append(tot[ok] * (1e-9 / size))
+        late = int(ok.size - ok.sum())
+        self.n_kept += ok.size - late
+        self.discarded += late
+        if (self.window_s is not None and self.options.window is None
+                and late > _WINDOW_LATE_FRACTION * ok.size):
+            self.window_s = max(self.window_s, min(2.0 * self.window_s, _WINDOW_MAX_AUTO_S))
+
+    def samples(self) -> np.ndarray:
+        return np.stack([np.concatenate(self.kept[k]) if self.kept[k] else np.empty(0)
+                         for k in ("max", "min", "mean")])
+
+
+def _run_batch(comm, call, before, ctrl, model):
+    """One batch on this rank: int64 array [per-repetition ns, start lateness ns]."""
+    batch = int(ctrl[1])
+    if model is None:
+        t = _barrier_batch(call, comm.Barrier, batch, before)
+        return np.stack([np.asarray(t, dtype=np.int64), np.zeros(batch, dtype=np.int64)])
+    targets = window_targets(model, int(ctrl[2]), int(ctrl[3]), batch)
+    t, late = _window_batch(call, targets, before)
+    return np.stack([np.asarray(t, dtype=np.int64), np.asarray(late, dtype=np.int64)])
+
+
+def _reduce_batch(comm, local, point):
+    """Max (times and lateness), min and sum over ranks to rank 0, which keeps them."""
+    from .mpi import MPI
+
+    root = comm.Get_rank() == 0
+    n = local.shape[1]
+    hi = np.empty_like(local) if root else None
+    lo = np.empty(n, dtype=np.int64) if root else None
+    tot = np.empty(n, dtype=np.int64) if root else None
+    comm.Reduce(local, hi, op=MPI.MAX, root=0)
+    comm.Reduce(local[0], lo, op=MPI.MIN, root=0)
+    comm.Reduce(local[0], tot, op=MPI.SUM, root=0)
+    if root:
+        point.add(hi, lo, tot, comm.Get_size())
+
+
+def _share(comm, point, options, n_warm) -> Timing:
+    """Broadcast rank 0's result so every rank returns the same :class:`Timing`."""
+    root = comm.Get_rank() == 0
+    head = np.zeros(3, dtype=np.int64)
+    fhead = np.zeros(2, dtype=np.float64)
+    if root:
+        head[:] = (point.n_kept, point.discarded, stats.STOP_RULES.index(point.rule))
+        fhead[:] = (point.elapsed(), point.window_s or 0.0)
+    comm.Bcast(head, root=0)
+    comm.Bcast(fhead, root=0)
+    data = point.samples() if root else np.empty((3, int(head[0])), dtype=np.float64)
+    comm.Bcast(data, root=0)
+    return Timing(max_s=data[0].copy(), min_s=data[1].copy(), mean_s=data[2].copy(),
+                  discarded=int(head[1]), warmup=n_warm,
+                  stop_rule=stats.STOP_RULES[int(head[2])], sync=options.sync,
+                  window_s=float(fhead[1]) if options.sync == "window" else None,
+                  elapsed_s=float(fhead[0]), target_ci=options.target_ci)
+
+
 def time_call(comm, call, options: TimingOptions = TimingOptions(), *, before=None) -> Timing:
     """Collective over ``comm``: time ``call()`` adaptively (module docstring).
 
@@ -253,98 +371,31 @@ def time_call(comm, call, options: TimingOptions = TimingOptions(), *, before=No
     (e.g. device synchronize or buffer reset); in window mode it must fit in the window.
     Returns a :class:`Timing`, identical on every rank.
     """
-    from .mpi import MPI
-
     _check_args(comm, call, options, before)
-    rank = comm.Get_rank()
     window_mode = options.sync == "window"
     enabled = gc.isenabled()
     gc.disable()
     try:
         auto_window = window_mode and options.window is None
         n_warm, warm_p90 = _warmup(comm, call, options, before, auto_window)
-        model = clock_model(comm) if window_mode else None
+        model, window_s = None, None
         if window_mode:
-            window_s = options.window or max(2.0 * warm_p90 + _WINDOW_FLOOR_S, _WINDOW_FLOOR_S)
-            window_s = min(window_s, _WINDOW_MAX_S if options.window else _WINDOW_MAX_AUTO_S)
-        else:
-            window_s = None
-        tol_ns = options.late_tolerance * 1e9
-        barrier = comm.Barrier
-        ctrl = np.zeros(4, dtype=np.int64)      # [GO/STOP, batch, start_ns, window_ns]
-        rule_code = np.zeros(1, dtype=np.int64)
-        kept = {"max": [], "min": [], "mean": []}
-        n_kept = discarded = 0
-        size = comm.Get_size()
-        t_begin = _clock()
+            model = clock_model(comm)
+            window_s = options.window or min(2.0 * warm_p90 + _WINDOW_FLOOR_S,
+                                             _WINDOW_MAX_AUTO_S)
+        point = _Point(options, window_s) if comm.Get_rank() == 0 else None
+        ctrl = np.zeros(4, dtype=np.int64)
         while True:
-            if rank == 0:
-                elapsed = (_clock() - t_begin) * 1e-9
-                kept_max = np.concatenate(kept["max"]) if kept["max"] else np.empty(0)
-                rule = stats.stop_reason(kept_max, elapsed, target_ci=options.target_ci,
-                                         time_budget=options.time_budget,
-                                         min_reps=options.min_reps,
-                                         max_reps=options.max_reps)
-                if rule is None:
-                    batch = stats.next_batch_size(n_kept, elapsed, min_reps=options.min_reps,
-                                                  max_reps=options.max_reps,
-                                                  time_budget=options.time_budget)
-                    ctrl[:] = (_GO, batch, 0, 0)
-                    if window_mode:
-                        ctrl[2] = _clock() + int(_START_LEAD_S * 1e9) + int(window_s * 1e9)
-                        ctrl[3] = int(window_s * 1e9)
-                else:
-                    ctrl[0] = _STOP
-                    rule_code[0] = stats.STOP_RULES.index(rule)
+            if point is not None:
+                point.decide(ctrl)
             comm.Bcast(ctrl, root=0)
             if ctrl[0] == _STOP:
                 break
-            batch = int(ctrl[1])
-            if window_mode:
-                targets = window_targets(model, int(ctrl[2]), int(ctrl[3]), batch)
-                t, late = _window_batch(call, targets, before)
-                lateness = np.asarray(late, dtype=np.int64)
-            else:
-                t = _barrier_batch(call, barrier, batch, before)
-                lateness = np.zeros(batch, dtype=np.int64)
-            local = np.stack([np.asarray(t, dtype=np.int64), lateness])
-            hi = np.empty_like(local) if rank == 0 else None
-            lo = np.empty(batch, dtype=np.int64) if rank == 0 else None
-            tot = np.empty(batch, dtype=np.int64) if rank == 0 else None
-            comm.Reduce(local, hi, op=MPI.MAX, root=0)
-            comm.Reduce(local[0], lo, op=MPI.MIN, root=0)
-            comm.Reduce(local[0], tot, op=MPI.SUM, root=0)
-            if rank == 0:
-                ok = hi[1] <= tol_ns
-                kept["max"].append(hi[0][ok] * 1e-9)
-                kept["min"].append(lo[ok] * 1e-9)
-                kept["mean"].append(tot[ok] * (1e-9 / size))
-                n_kept += int(ok.sum())
-                discarded += int(batch - ok.sum())
-                if (window_mode and options.window is None
-                        and batch - ok.sum() > _WINDOW_LATE_FRACTION * batch):
-                    window_s = max(window_s, min(2.0 * window_s, _WINDOW_MAX_AUTO_S))
-        elapsed = (_clock() - t_begin) * 1e-9
+            _reduce_batch(comm, _run_batch(comm, call, before, ctrl, model), point)
     finally:
         if enabled:
             gc.enable()
-    # share the result: one broadcast of the counts, one of the samples
-    head = np.array([n_kept, discarded, rule_code[0], 0], dtype=np.int64)
-    fhead = np.array([elapsed, window_s or 0.0], dtype=np.float64)
-    comm.Bcast(head, root=0)
-    comm.Bcast(fhead, root=0)
-    n_kept, discarded = int(head[0]), int(head[1])
-    if rank == 0:
-        data = np.stack([np.concatenate(kept[k]) if kept[k] else np.empty(0)
-                         for k in ("max", "min", "mean")])
-    else:
-        data = np.empty((3, n_kept), dtype=np.float64)
-    comm.Bcast(data, root=0)
-    return Timing(max_s=data[0].copy(), min_s=data[1].copy(), mean_s=data[2].copy(),
-                  discarded=discarded, warmup=n_warm,
-                  stop_rule=stats.STOP_RULES[int(head[2])], sync=options.sync,
-                  window_s=float(fhead[1]) if window_mode else None,
-                  elapsed_s=float(fhead[0]), target_ci=options.target_ci)
+    return _share(comm, point, options, n_warm)
 
 
 def timer_properties(samples: int = 20000) -> dict:

@@ -694,12 +694,11 @@ def _device_bytes(opts: Options) -> int:
 
 
 def _run(argv) -> int:
-    from .harness import TimingOptions, harness_overhead, time_call, timer_properties
+    from . import metadata as md
+    from .harness import TimingOptions, harness_overhead, time_call
     from .mpi import MPI
     from .operations import prepare
-    from .results import RunWriter
     from .topology import detect, subcommunicator
-    from . import metadata as md
 
     world = MPI.COMM_WORLD
     rank = world.Get_rank()
@@ -722,35 +721,24 @@ def _run(argv) -> int:
     timing_opts = TimingOptions(sync=opts.sync, target_ci=opts.target_ci,
                                 time_budget=opts.time_budget, min_reps=opts.min_reps,
                                 max_reps=opts.max_reps)
-    writer, plan = None, None
+    overhead = None
     if stored is None:
         # the harness's own cost (an empty call), on a short budget of its own
         probe = TimingOptions(sync=opts.sync, time_budget=min(0.2, opts.time_budget))
         overhead = {opts.sync: float(harness_overhead(world, probe))}
+    writer, plan = None, None
     if rank == 0:
-        command_line = [sys.executable, "-m", "collectives.sweep"] + list(
-            sys.argv[1:] if argv is None else argv)
-        if stored is None:
-            meta = md.collect(world, layout, options=opts.to_metadata(),
-                              command_line=command_line, seed=opts.seed,
-                              timer=timer_properties(), harness_overhead_s=overhead,
-                              gpu=md.gpu_record(opts.buffer, device), run_id=run_id)
-            writer = RunWriter.create(opts.out, meta)
-        else:
-            writer = RunWriter.resume(opts.out, command_line=command_line, seed=opts.seed)
+        writer = _open_run(argv, world, layout, opts, stored, run_id, overhead,
+                           md.gpu_record(opts.buffer, device))
         plan = plan_points(opts, layout, writer.completed_keys())
-        total = sum(len(points) for _, points in plan)
-        sys.stderr.write(f"collcost: {total} point(s) to measure"
-                         f"{' (resuming ' + opts.out + ')' if stored else ''}; "
+        sys.stderr.write(f"collcost: {sum(len(pts) for _, pts in plan)} point(s) to "
+                         f"measure{' (resuming ' + opts.out + ')' if stored else ''}; "
                          f"writing {opts.out}\n")
         sys.stderr.flush()
     plan = world.bcast(plan, root=0)
     progress = Progress(sum(len(points) for _, points in plan)) if rank == 0 else None
     watchdog = Watchdog(opts.point_timeout)
-    kill_after = os.environ.get(KILL_ENV)
-    kill_rank = min(1, world.Get_size() - 1)
-    fail_at = os.environ.get(FAIL_ENV)
-    taken = 0
+    hooks = _TestHooks(world)
     rows = []
     for (topo, p, nodes), points in plan:
         sub = subcommunicator(world, layout, topo, p)
@@ -758,31 +746,22 @@ def _run(argv) -> int:
             for c, alg, nbytes in points:
                 label = _label(topo, p, c, alg, nbytes)
                 watchdog.arm(label)
-                if fail_at is not None and rank == world.Get_size() - 1 \
-                        and taken + 1 == int(fail_at):
-                    raise RuntimeError(f"{FAIL_ENV}={fail_at}: failure injected at "
-                                       f"point {label}")
+                hooks.before_point(label)
                 prepared = prepare(sub, c, alg, nbytes, opts.dtype, opts.op, opts.buffer)
                 correct = prepared.check()
                 call, before = gpu.timed_call(prepared.call, opts.buffer)
                 timing = time_call(sub, call, timing_opts, before=before)
                 if rank == 0:
-                    row = writer.append(_point_row(opts, topo, p, nodes, c, alg, nbytes,
-                                                   prepared, timing, correct))
-                    rows.append(row)
+                    rows.append(writer.append(_point_row(
+                        opts, topo, p, nodes, c, alg, nbytes, prepared, timing, correct)))
                     if not correct:
                         sys.stderr.write(f"\ncollcost: WARNING: point {label} gave a "
                                          "wrong result (recorded with correct=false)\n")
                     progress.update(f"{c} {alg} {topo} p={p} {_human(nbytes)}")
-                del prepared, timing
+                del prepared, timing, call, before
                 sub.Barrier()  # rank 0 has written the point
                 watchdog.disarm()
-                taken += 1
-                if kill_after is not None and rank == kill_rank and taken >= int(kill_after):
-                    sys.stderr.write(f"collcost: {KILL_ENV}={kill_after}: rank {rank} "
-                                     "exits now\n")
-                    sys.stderr.flush()
-                    os._exit(9)
+                hooks.after_point()
             sub.Free()
             gc.collect()
         _idle_wait(world)
@@ -794,6 +773,48 @@ def _run(argv) -> int:
               f"points.jsonl, metadata.json)")
         sys.stdout.flush()
     return 0
+
+
+def _open_run(argv, world, layout, opts: Options, stored, run_id, overhead, gpu_record):
+    """Rank 0: create the run directory (metadata first) or reopen it for --resume."""
+    from . import metadata as md
+    from .harness import timer_properties
+    from .results import RunWriter
+    command_line = [sys.executable, "-m", "collectives.sweep"] + list(
+        sys.argv[1:] if argv is None else argv)
+    if stored is not None:
+        return RunWriter.resume(opts.out, command_line=command_line, seed=opts.seed)
+    meta = md.collect(world, layout, options=opts.to_metadata(),
+                      command_line=command_line, seed=opts.seed,
+                      timer=timer_properties(), harness_overhead_s=overhead,
+                      gpu=gpu_record, run_id=run_id)
+    return RunWriter.create(opts.out, meta)
+
+
+class _TestHooks:
+    """The failure injections of the tests (module docstring), read once from the
+    environment; inert when the variables are unset."""
+
+    def __init__(self, world):
+        self.rank, self.size = world.Get_rank(), world.Get_size()
+        self.kill_after = os.environ.get(KILL_ENV)
+        self.fail_at = os.environ.get(FAIL_ENV)
+        self.taken = 0  # points this rank took part in
+
+    def before_point(self, label: str) -> None:
+        if self.fail_at is not None and self.rank == self.size - 1 \
+                and self.taken + 1 == int(self.fail_at):
+            raise RuntimeError(f"{FAIL_ENV}={self.fail_at}: failure injected at point "
+                               f"{label}")
+
+    def after_point(self) -> None:
+        self.taken += 1
+        if self.kill_after is not None and self.rank == min(1, self.size - 1) \
+                and self.taken >= int(self.kill_after):
+            sys.stderr.write(f"collcost: {KILL_ENV}={self.kill_after}: rank {self.rank} "
+                             "exits now\n")
+            sys.stderr.flush()
+            os._exit(9)
 
 
 def main(argv=None) -> int:

@@ -225,7 +225,7 @@ def _need_sizes(nbytes, what):
                        "α and β need at least two sizes")
 
 
-def _segment_entries(part: Part, nbytes, confidence, names) -> list:
+def _segment_entries(part: Part, confidence, names) -> list:
     out = []
     for s, (lo, hi) in enumerate(part.fit.bounds):
         seg = {"min_bytes": int(lo), "max_bytes": int(hi)}
@@ -310,7 +310,7 @@ def _fit_p2p(frame, idx, reps, opts, topology) -> EntryFit:
     X = _hockney(ranks, n)
     part = _fit_part(_hockney, X, t, n, r, opts, active=np.array([True, True, False]))
     names = [(0, "alpha"), (1, "beta")]
-    segs = _segment_entries(part, n, opts.confidence, names)
+    segs = _segment_entries(part, opts.confidence, names)
     entry = _top_level(segs, names)
     entry.update({"segments": segs, "breakpoints": [int(b) for b in part.fit.breakpoints],
                   "ranks": sorted(int(p) for p in np.unique(ranks)),
@@ -329,7 +329,7 @@ def _gamma_from_probe(frame, idx, reps, opts, topology):
     g = part.thetas[-1, 2]
     g_reps = None if part.replicates is None else part.replicates[:, -1, 2]
     names = [(0, "overhead_s"), (2, "gamma")]
-    segs = _segment_entries(part, n, opts.confidence, names)
+    segs = _segment_entries(part, opts.confidence, names)
     entry = {"value": _num(g), "ci": None if g_reps is None else
              _interval(g_reps, opts.confidence),
              "identifiable": True, "source": "reduce_local",
@@ -418,7 +418,7 @@ def _fit_registry(frame, idx, reps, opts, topology, collective, algorithm, gamma
     part = _fit_part(design, X, t, n, r, opts, active=active, gamma=use_gamma,
                      gamma_reps=gamma_reps if use_gamma is not None else None)
     names = [(0, "alpha"), (1, "beta")] + ([(2, "gamma")] if has_gamma else [])
-    segs = _segment_entries(part, n, opts.confidence, names)
+    segs = _segment_entries(part, opts.confidence, names)
     entry = _top_level(segs, names)
     if not has_gamma:
         entry.update({"gamma": None, "gamma_ci": None})
@@ -465,7 +465,7 @@ def _fit_native(frame, idx, reps, opts, topology, collective) -> EntryFit:
         part = _fit_part(_hockney, _hockney(ranks[sel], n[sel]), t[sel], n[sel],
                          None if r is None else r.subset(sel), opts,
                          active=np.array([True, True, False]), ranks=int(p))
-        segs = _segment_entries(part, n[sel], opts.confidence, names)
+        segs = _segment_entries(part, opts.confidence, names)
         one = _top_level(segs, names)
         one.update({"segments": segs,
                     "breakpoints": [int(b) for b in part.fit.breakpoints],

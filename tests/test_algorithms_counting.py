@@ -186,3 +186,43 @@ def test_bad_arguments_are_named(call, match):
         simulate(2, call, timeout=2)
     assert isinstance(info.value.__cause__, (ValueError, TypeError))
     assert re.search(match, str(info.value.__cause__)), str(info.value.__cause__)
+
+
+def test_block_partition():
+    import doctest
+
+    from collectives.algorithms import blocks
+    assert doctest.testmod(blocks).failed == 0
+    for count in range(0, 30):
+        for p in range(1, 10):
+            counts, displs = block_counts(count, p), block_displs(count, p)
+            assert sum(counts) == count and max(counts) - min(counts) <= 1
+            assert counts == sorted(counts, reverse=True)
+            assert [blocks.block_range(count, p, i) for i in range(p)] == \
+                [(d, d + c) for d, c in zip(displs, counts)]
+    with pytest.raises(ValueError, match="count must be"):
+        block_counts(-1, 3)
+    with pytest.raises(ValueError, match="p \\(number of blocks\\)"):
+        block_counts(4, 0)
+
+
+@pytest.mark.parametrize("collective,algorithm", [k for k in CASES
+                                                  if k[0] in ("allgather", "allreduce")])
+def test_mpi_in_place(collective, algorithm):
+    fn = ALGORITHMS[(collective, algorithm)]
+
+    def body(comm):
+        p, r = comm.Get_size(), comm.Get_rank()
+        counts, displs = block_counts(11, p), block_displs(11, p)
+        buf = np.full(11, 99.0)
+        if collective == "allgather":
+            buf[displs[r]:displs[r] + counts[r]] = r
+            fn(comm, MPI.IN_PLACE, buf)
+            return buf, np.repeat(np.arange(p, dtype=float), counts)
+        buf[:] = r
+        fn(comm, MPI.IN_PLACE, buf, MPI.SUM)
+        return buf, np.full(11, p * (p - 1) / 2)
+
+    for p in (1, 3, 4):
+        for got, want in simulate(p, body).results:
+            np.testing.assert_array_equal(got, want)

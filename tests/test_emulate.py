@@ -183,9 +183,14 @@ class TestCommandLine:
                         or os.geteuid() != 0,
                         reason="needs root, setpriv and /usr/bin/python3 to run as another user")
     def test_not_root_exit_2(self):
-        p = subprocess.run(["timeout", "30", "setpriv", "--reuid=65534", "--regid=65534",
-                            "--clear-groups", "env", f"PYTHONPATH={ROOT}", "/usr/bin/python3",
-                            "-m", "collectives.emulate", "--hosts", "2", "--", "true"],
+        as_nobody = ["timeout", "30", "setpriv", "--reuid=65534", "--regid=65534",
+                     "--clear-groups", "env", f"PYTHONPATH={ROOT}", "/usr/bin/python3"]
+        probe = subprocess.run(as_nobody + ["-c", "import collectives.emulate"],
+                               capture_output=True, text=True, cwd="/")
+        if probe.returncode != 0:
+            pytest.skip(f"user nobody cannot import collectives.emulate from {ROOT} "
+                        f"with /usr/bin/python3: {probe.stderr.strip()[-200:]}")
+        p = subprocess.run(as_nobody + ["-m", "collectives.emulate", "--hosts", "2", "--", "true"],
                            capture_output=True, text=True, cwd="/")
         assert p.returncode == 2, p.stderr
         assert "need root" in p.stderr
@@ -208,20 +213,20 @@ class TestEmulatedHosts:
         assert out["nodes"] == hosts and out["ranks_per_node"] == k
 
     def test_inter_host_traffic_crosses_the_rate_limited_link(self, program):
-        sizes = "0,8,4194304"
-        with EmulatedCluster(2, 2, RATE) as c:
+        sizes = "0,8,2097152"  # 2 MiB at 100 Mbit/s: 168 ms each way, far from CPU-bound
+        with EmulatedCluster(2, 2, "100mbit") as c:
             before = c.link_bytes(1)
             inter = c.run(program(PINGPONG) + ["2", sizes], timeout=60, env=ENV)
             middle = c.link_bytes(1)
             intra = c.run(program(PINGPONG) + ["1", sizes], timeout=60, env=ENV)
             after = c.link_bytes(1)
             assert inter.ok and intra.ok, inter.stderr + intra.stderr
-        t_inter = json.loads(inter.stdout)["4194304"]
-        t_intra = json.loads(intra.stdout)["4194304"]
-        goodput = 4194304 * 8 / t_inter / c.rate_bps
-        assert 0.8 < goodput < 1.1, f"4 MiB across the link at {goodput:.2f} x the rate"
-        # 3 repetitions x 4 MiB each way went over host 1's link; none did for intra pairs
-        assert middle["tx"] - before["tx"] >= 3 * 4194304
+        t_inter = json.loads(inter.stdout)["2097152"]
+        t_intra = json.loads(intra.stdout)["2097152"]
+        goodput = 2097152 * 8 / t_inter / c.rate_bps
+        assert 0.8 < goodput < 1.1, f"2 MiB across the link at {goodput:.2f} x the rate"
+        # 3 repetitions x 2 MiB each way went over host 1's link; none did for intra pairs
+        assert middle["tx"] - before["tx"] >= 3 * 2097152
         assert after["tx"] - middle["tx"] < 1_000_000
         assert t_intra < t_inter / 5
 
@@ -266,19 +271,6 @@ class TestEmulatedHosts:
         assert not r.ok and not r.timed_out
         assert took < 10, f"the job took {took:.1f} s to end after a rank was killed"
         assert f"on host {c.hosts_ns[1]}" in r.diagnosis, r.diagnosis
-
-    def test_link_down_ends_at_the_timeout_and_is_named(self, program):
-        with EmulatedCluster(2, 1, RATE) as c:
-            threading.Timer(1.5, c.link_down, args=(1,)).start()
-            start = time.monotonic()
-            r = c.run(program(SLOW), timeout=6, env=ENV)
-            took = time.monotonic() - start
-            assert c.links_down() == [1]
-            assert c.pids(0) == [] and c.pids(1) == []  # nothing left behind
-            c.link_up(1)
-            assert c.links_down() == []
-        assert r.timed_out and took < 6 + 5 + 3
-        assert f"host {c.hosts_ns[1]} ({c.addresses[1]}) lost its network link" in r.diagnosis
 
 
 @needs_netns
@@ -381,11 +373,14 @@ class TestSweepOnEmulatedHosts:
             assert not r.ok and len(before) >= 2
             kept = points_on_disk(run)
             assert kept[:len(before)] == before  # completed points stay on disk
+            assert c.pids(0) == [] and c.pids(1) == []  # nothing left behind
             if fault == "link_down":
                 assert "exceeded --point-timeout" in r.stderr  # the sweep names the point
                 assert f"host {c.hosts_ns[1]} ({c.addresses[1]}) lost its network link" in r.diagnosis
                 assert took < 40
+                assert c.links_down() == [1]
                 c.link_up(1)
+                assert c.links_down() == []
             else:
                 assert f"on host {c.hosts_ns[1]}" in r.diagnosis
                 assert took < 20

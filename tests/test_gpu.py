@@ -523,7 +523,7 @@ class TestSweepUnderMpi:
         assert record["cupy_version"] == "0.0-fakecuda"
         assert record["driver_version"] == "12.4" and record["runtime_version"] == "12.2"
         assert record["cuda_aware"]["aware"] is False          # the PyPI wheel
-        assert record["device"]["local_size"] == 3
+        assert record["device"]["local_size"] == 3 and record["devices_by_rank"] == [0, 0, 0]
         assert meta["options"]["buffer"] == "cupy-staged"
 
     def test_refusals_exit_2_before_anything_is_written(self, tmp_path):
@@ -565,6 +565,7 @@ class TestCheckUnderMpi:
         assert out.returncode == 0, out.stdout + out.stderr
         assert len(reports) == 3
         assert all(r["mpi_calls"] > 50 and r["max_pending"] == 0 for r in reports)
+        assert all(r["exposures"] > 0 for r in reports)  # the exposure detector works
         assert all(r["syncs"] > r["mpi_calls"] / 4 for r in reports)
 
     def test_the_watch_catches_a_missing_synchronization(self):

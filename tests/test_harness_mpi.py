@@ -8,8 +8,6 @@ so a worker that silently did nothing cannot pass.
 from __future__ import annotations
 
 import functools
-import math
-import os
 import sys
 import time
 
@@ -192,11 +190,11 @@ def scenario_overhead_and_timer(comm, MPI):
     assert props["name"] == "time.perf_counter_ns"
     assert 0 < props["resolution_s"] <= 1e-6 and 0 < props["overhead_s"] < 1e-5
     for sync in SYNC_MODES:
-        o = harness_overhead(comm, TimingOptions(sync=sync, time_budget=0.1))
+        # a generous late tolerance: on a loaded machine (other jobs on the cores) a
+        # busy-waiting rank is often descheduled across its window boundary
+        o = harness_overhead(comm, TimingOptions(sync=sync, time_budget=0.1,
+                                                 late_tolerance=0.01))
         assert str(comm.allgather(o)) == str([o] * comm.Get_size())
-        oversubscribed = comm.Get_size() > (os.cpu_count() or 1)
-        if sync == "window" and oversubscribed and math.isnan(o):
-            continue  # every start late: busy-waiting ranks outnumber the cores
         assert 0 < o < 2e-3, (sync, o)
 
 

@@ -263,17 +263,18 @@ class TestMerge:
         with pytest.raises(FileExistsError):
             merge_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "a")
 
-    def test_merge_cli(self, tmp_path):
+    def test_merge_cli(self, tmp_path, capsys):
+        from collectives.merge import main
         write_run(tmp_path / "a", [8])
         write_run(tmp_path / "b", [8])
-        ok = subprocess.run([sys.executable, "-m", "collectives.merge", str(tmp_path / "a"),
-                             str(tmp_path / "b"), "--out", str(tmp_path / "m")],
-                            capture_output=True, text=True, timeout=60, env=py_env())
-        assert ok.returncode == 0, ok.stderr
-        assert "2 launches" in ok.stdout
+        assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out",
+                     str(tmp_path / "m")]) == 0
+        assert "2 launches" in capsys.readouterr().out
         write_run(tmp_path / "c", [8], nodes=3)
-        bad = subprocess.run([sys.executable, "-m", "collectives.merge", str(tmp_path / "a"),
-                              str(tmp_path / "c"), "--out", str(tmp_path / "n")],
-                             capture_output=True, text=True, timeout=60, env=py_env())
-        assert bad.returncode == 2 and "nodes differs" in bad.stderr
+        assert main([str(tmp_path / "a"), str(tmp_path / "c"), "--out",
+                     str(tmp_path / "n")]) == 2
+        assert "nodes differs" in capsys.readouterr().err
         assert not (tmp_path / "n").exists()
+        with pytest.raises(SystemExit) as exc:
+            main([str(tmp_path / "a")])  # --out missing: argparse usage error
+        assert exc.value.code == 2
