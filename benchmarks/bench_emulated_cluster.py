@@ -108,6 +108,31 @@ def beta_rows(consts: dict, layout: str, wire_beta: float) -> list:
     return rows
 
 
+def link_share_rows(run: Path, layout: str, wire_beta: float) -> list:
+    """Large inter-node points against the wire: time / (b(p) n · 8/rate).
+
+    ``b(p)`` is the registry's β coefficient (1 for the ping-pong): a ratio near 1.05
+    means the link (plus frame headers) is all there is; more means CPU contention or
+    protocol stalls.  The median and the minimum repetition are both shown, because on a
+    shared machine the medians of large points carry scheduling delays.
+    """
+    from collectives import costs
+    from collectives.results import read_run
+    pts = read_run(run).points
+    pts = pts[(pts["topology"] == "inter") & (pts["bytes"] >= LARGE)]
+    rows = []
+    for (collective, algorithm, p), grp in pts.groupby(["collective", "algorithm", "ranks"]):
+        if algorithm == costs.NATIVE and collective != "pingpong":
+            continue
+        b = 1.0 if collective == "pingpong" else \
+            float(costs.cost_model(collective, algorithm).coefficients(p)[1])
+        wire = b * grp["bytes"] * wire_beta
+        rows.append({"layout": layout, "what": f"{collective}/{algorithm}", "ranks": int(p),
+                     "median_ratio": float((grp["median_s"] / wire).median()),
+                     "min_ratio": float((grp["min_s"] / wire).median())})
+    return rows
+
+
 def hierarchical_rows(consts: dict, world_run: Path, nodes: int, q: int) -> list:
     """Measured all-reduce over ``nodes`` x ``q`` ranks against the two-level prediction."""
     from collectives.results import read_run
@@ -167,7 +192,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     wire_beta = 8 / rate_bps
 
-    betas, hier, hier_layout = [], [], None
+    betas, shares, hier, hier_layout = [], [], [], None
     for hosts, k in args.layouts:
         name = f"{hosts}x{k}"
         with emulate.EmulatedCluster(hosts, k, args.rate) as cluster:
@@ -180,6 +205,7 @@ def main(argv=None) -> int:
                               "--algorithms", WORLD_ALGORITHMS)
         consts = fit(run, out / f"constants-{name}.json", args.bootstrap)
         betas += beta_rows(consts, name, wire_beta)
+        shares += link_share_rows(run, name, wire_beta)
         if world is not None:
             hier_layout = name
             hier = hierarchical_rows(consts, world, hosts, k)
@@ -193,6 +219,12 @@ def main(argv=None) -> int:
         ci_text = f"[{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "-"
         print(f"{r['layout']:>6}  {r['what']:<26} {r['beta']:>10.4g} {ci_text:>23} "
               f"{r['ratio']:>9.3f}  {'yes' if abs(r['ratio'] - 1) <= 0.10 else 'NO'}")
+    print(f"\nInter-node points >= {LARGE >> 20} MiB: time / (registry beta coefficient x "
+          f"bytes x wire beta), median over sizes")
+    print(f"{'layout':>6}  {'entry':<26} {'p':>2} {'median rep.':>11} {'fastest rep.':>12}")
+    for r in shares:
+        print(f"{r['layout']:>6}  {r['what']:<26} {r['ranks']:>2} {r['median_ratio']:>11.3f} "
+              f"{r['min_ratio']:>12.3f}")
     if hier:
         nodes, q = (int(x) for x in hier_layout.split("x"))
         print(f"\nAll-reduce over {nodes} hosts x {q} ranks: measured (world, p={nodes * q}) vs "
@@ -215,6 +247,7 @@ def main(argv=None) -> int:
                   f"median |error| {sorted(big)[len(big) // 2]:.1%}, max {max(big):.1%}")
     (out / "summary.json").write_text(json.dumps(
         {"rate": args.rate, "rate_bps": rate_bps, "wire_beta": wire_beta, "betas": betas,
+         "link_shares": shares,
          "hierarchical_layout": hier_layout, "hierarchical": hier}, indent=1))
     say(f"wrote {out}")
     return 0

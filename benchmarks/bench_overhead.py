@@ -114,12 +114,15 @@ def worker(op: str, warmup: int, specs: list[str]) -> None:
               f"overhead {props['overhead_s']:.1e} s", flush=True)
     for spec in specs:
         nbytes, reps = (int(v) for v in spec.split(":"))
-        a = np.ones(nbytes, dtype=np.uint8)
+        # float32 ones, as the C loop (every page touched)
+        a = np.ones(nbytes // 4, dtype=np.float32)
         b = np.zeros_like(a)
         if op == "allreduce":
-            call = functools.partial(comm.Allreduce, [memoryview(a), nbytes // 4, MPI.FLOAT],
-                                     [memoryview(b), nbytes // 4, MPI.FLOAT], MPI.SUM)
+            call = functools.partial(comm.Allreduce, [memoryview(a), a.size, MPI.FLOAT],
+                                     [memoryview(b), b.size, MPI.FLOAT], MPI.SUM)
         else:
+            a = np.frombuffer(np.ones(-(-nbytes // 4), dtype=np.float32).data,
+                              dtype=np.uint8)[:nbytes].copy()
             call = functools.partial(comm.Bcast, [memoryview(a), nbytes, MPI.BYTE], 0)
         opts = TimingOptions(sync="barrier", min_reps=reps, max_reps=reps, warmup=warmup,
                              time_budget=1e9)

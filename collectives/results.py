@@ -28,8 +28,8 @@ from .costs import AUXILIARY, COLLECTIVES
 __all__ = [
     "SCHEMA_VERSION", "KIND", "METADATA_KEYS", "POINT_FIELDS", "KEY_FIELDS",
     "SAMPLE_KEYS", "CHECKED_METADATA", "Run", "RunWriter", "RunFormatError",
-    "read_run", "merge_runs", "point_key", "atomic_write_text", "new_run_id",
-    "utc_now",
+    "STAT_FIELDS", "read_run", "merge_runs", "point_key", "atomic_write_text",
+    "new_run_id", "utc_now",
 ]
 
 if TYPE_CHECKING:  # pandas is imported lazily: the sweep's ranks write without it
@@ -145,34 +145,21 @@ def atomic_write_text(path, text: str) -> None:
     _fsync_dir(path.parent)
 
 
-def _json_default(obj):
-    # numpy scalars and arrays reach us from the harness.
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "item"):
-        return obj.item()
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
-
-
 def _dumps(obj, **kw) -> str:
-    return json.dumps(_finite(obj), default=_json_default, allow_nan=False, **kw)
+    return json.dumps(_plain_json(obj), allow_nan=False, **kw)
 
 
-def _finite(obj):
-    """NaN and infinities -> None (null): files stay strict JSON (e.g. the CI of a
-    point with too few repetitions is undefined)."""
-    if isinstance(obj, float) or (hasattr(obj, "dtype") and getattr(obj, "ndim", 1) == 0):
-        value = float(obj) if hasattr(obj, "dtype") and obj.dtype.kind == "f" else obj
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        return value
+def _plain_json(obj):
+    """numpy scalars/arrays -> Python values; NaN and infinities -> None (null), so the
+    files stay strict JSON (e.g. the CI of a point with too few repetitions)."""
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: _plain_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if hasattr(obj, "tolist") and getattr(obj, "dtype", None) is not None \
-            and obj.dtype.kind == "f":
-        return _finite(obj.tolist())
+        return [_plain_json(v) for v in obj]
+    if hasattr(obj, "tolist"):  # numpy scalar or array
+        return _plain_json(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
     return obj
 
 
@@ -346,8 +333,12 @@ def read_run(path) -> Run:
     return Run(path=path, metadata=meta, points=_frame(rows))
 
 
+def _without_samples(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "samples"}
+
+
 def _csv_text(rows: list[dict]) -> str:
-    frame = _frame(rows).drop(columns=["samples"])
+    frame = _frame([_without_samples(r) for r in rows]).drop(columns=["samples"])
     return frame.to_csv(index=False)
 
 
@@ -371,7 +362,7 @@ class RunWriter:
         self.path = Path(path)
         self.metadata = metadata
         self.launch = launch
-        self._rows = rows
+        self._rows = [_without_samples(r) for r in rows]  # for points.csv
         self._keys = {point_key(r) for r in rows}
         self._fh = open(self.path / POINTS_FILE, "a", encoding="utf-8")
 
@@ -452,7 +443,7 @@ class RunWriter:
         self._fh.write(line + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
-        self._rows.append(json.loads(line))
+        self._rows.append(_without_samples(json.loads(line)))
         self._keys.add(key)
         return ordered
 
@@ -478,7 +469,8 @@ class RunWriter:
 
     @property
     def rows(self) -> list[dict]:
-        """Rows written so far (including those found on resume)."""
+        """Rows written so far (including those found on resume), without samples
+        (a long sweep's samples would not fit in memory; they are in points.jsonl)."""
         return list(self._rows)
 
 

@@ -21,6 +21,7 @@ import random
 import re
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import traceback
@@ -144,24 +145,28 @@ def _physical_memory() -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser (defaults are None: :func:`validate` fills them in)."""
-    conv = "\n".join(f"  {c:15s} {size_convention(c)}" for c in ALL_KINDS)
+    conv = "\n".join(textwrap.fill(size_convention(c), 88, initial_indent=f"  {c:15s} ",
+                                    subsequent_indent=" " * 18, break_on_hyphens=False)
+                      for c in ALL_KINDS)
+    para = lambda text: textwrap.fill(" ".join(text.split()), 88,  # noqa: E731
+                                      break_on_hyphens=False)
     p = argparse.ArgumentParser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Time MPI collectives over sizes, rank counts and topologies and "
-                    "write a run directory (metadata.json, points.jsonl, points.csv; "
-                    "see docs/formats.md). Run it under mpiexec; only rank 0 writes and "
-                    "prints. Times are in seconds in the files; the summary prints "
-                    "microseconds and GB/s (1e9 bytes/s).",
-        epilog="What a size counts (the 'bytes' column):\n" + conv + "\n\n"
-               "Counts not divisible by the rank count use blocks of count//p elements, "
-               "the first count%%p one larger (the native reduce-scatter and allgather "
-               "then call Reduce_scatter/Allgatherv).  pingpong runs between ranks 0 and "
-               "1 of a 2-rank sub-communicator of each topology (whatever --ranks says); "
-               "reduce_local runs on every rank of each sub-communicator at once.\n\n"
-               "To merge several launches of the same sweep: python -m collectives.merge "
-               "RUN RUN... --out DIR.\n\nExit status: 0 done, 1 error during the sweep "
-               "(job aborted), 2 bad arguments (nothing measured or written), 3 a point "
-               "exceeded --point-timeout.")
+        description=para(
+            "Time MPI collectives over sizes, rank counts and topologies and write a run "
+            "directory (metadata.json, points.jsonl, points.csv; see docs/formats.md). "
+            "Run it under mpiexec; only rank 0 writes and prints. Times are in seconds "
+            "in the files; the summary prints microseconds and GB/s (1e9 bytes/s)."),
+        epilog="What a size counts (the 'bytes' column):\n" + conv + "\n\n" + para(
+            "Counts not divisible by the rank count use blocks of count//p elements, the "
+            "first count%p one larger (the native reduce-scatter and allgather then call "
+            "Reduce_scatter/Allgatherv). pingpong runs between ranks 0 and 1 of a 2-rank "
+            "sub-communicator of each topology (whatever --ranks says); reduce_local runs "
+            "on every rank of each sub-communicator at once.") + "\n\n" + para(
+            "To merge several launches of the same sweep: python -m collectives.merge "
+            "RUN RUN... --out DIR.") + "\n\n" + para(
+            "Exit status: 0 done, 1 error during the sweep (job aborted), 2 bad arguments "
+            "(nothing measured or written), 3 a point exceeded --point-timeout."))
     a = p.add_argument
     a("--collectives", metavar="LIST",
       help=f"comma list of {', '.join(ALL_KINDS)} (default: all)")
@@ -752,8 +757,9 @@ def _run(argv) -> int:
                 call, before = gpu.timed_call(prepared.call, opts.buffer)
                 timing = time_call(sub, call, timing_opts, before=before)
                 if rank == 0:
-                    rows.append(writer.append(_point_row(
-                        opts, topo, p, nodes, c, alg, nbytes, prepared, timing, correct)))
+                    row = writer.append(_point_row(opts, topo, p, nodes, c, alg, nbytes,
+                                                   prepared, timing, correct))
+                    rows.append({k: v for k, v in row.items() if k != "samples"})
                     if not correct:
                         sys.stderr.write(f"\ncollcost: WARNING: point {label} gave a "
                                          "wrong result (recorded with correct=false)\n")

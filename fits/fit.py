@@ -26,6 +26,7 @@ use it), and the validation figures of :mod:`fits.validate`.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -586,10 +587,11 @@ def fit_points(frame: pd.DataFrame, options: FitOptions | None = None, *,
 
 
 def _library(meta: dict):
+    """``"MPICH 5.0.2"``: the library name and the first version number it prints."""
     mpi = meta.get("mpi") or {}
-    version = (mpi.get("version") or "").strip().splitlines()
-    return " ".join(x for x in (mpi.get("library"), version[0] if version else None) if x) \
-        or None
+    found = re.search(r"\d+(\.\d+)+", mpi.get("version") or "")
+    parts = [mpi.get("library"), found.group(0) if found else None]
+    return " ".join(x for x in parts if x) or None
 
 
 def read_runs(paths) -> tuple:

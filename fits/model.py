@@ -4,6 +4,9 @@ A measured time is modelled as ``T = a(p) α + b(p) n β + c(p) n γ`` with ``(a
 taken from :func:`collectives.costs.coefficients` -- this module never restates a
 formula.  The fit minimises *relative* residuals ``(X θ - t) / t`` (weights ``1/t²`` on
 squared errors) so that 8-byte and 64-MiB points count alike, under ``θ >= 0``.
+A relative residual cannot fall below -1 however slow a point was, so with gross
+outliers (a point 10× too slow, as on an overloaded machine) the linear fit leans
+below the bulk of the points; the robust losses limit that.
 
 Three solvers, chosen by ``loss``:
 

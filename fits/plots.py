@@ -61,10 +61,14 @@ def plot_entry(efit, path, *, confidence: float = 0.95) -> Path:
                 ax.fill_between(grid, band[0], band[1], color=color, alpha=0.2, lw=0)
             fitted = part.predict(sub["ranks"].to_numpy(), n)
             axr.plot(n, t / fitted - 1, "o-", ms=3, lw=0.8, color=color)
-        for part in efit.parts[:1]:
+        per_p = len(efit.parts) > 1  # per-rank-count models: breakpoints in p's colour
+        for color, p in zip(colors, ranks):
+            part = efit.part_for(p)
             for b in part.fit.breakpoints:
                 for a in (ax, axr):
-                    a.axvline(b, color="grey", ls="--", lw=0.8)
+                    a.axvline(b, color=color if per_p else "grey", ls="--", lw=0.8)
+            if not per_p:
+                break
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_ylabel("time per call [s]")

@@ -70,6 +70,16 @@ def test_two_launches_are_pooled(tmp_path):
         2 * 3 * len(SIZES)
 
 
+def test_merged_run_directory_keeps_launches(tmp_path):
+    from collectives.results import merge_runs
+    a = synthetic.write_run(tmp_path / "a", _rows(seed=1, launch="la"))
+    b = synthetic.write_run(tmp_path / "b", _rows(seed=2, launch="lb"))
+    merged = merge_runs([a, b], tmp_path / "merged").path
+    out = tmp_path / "c.json"
+    assert main([str(merged), "--out", str(out), "--bootstrap", "20", "--quiet"]) == 0
+    assert constants.load(out)["provenance"]["runs"][0]["launches"] == 2
+
+
 def _expect_usage_error(capsys, args, needle, out):
     rc = main([str(a) for a in args] + ["--out", str(out), "--bootstrap", "5"])
     err = capsys.readouterr().err

@@ -149,17 +149,18 @@ def scenario_late(comm, MPI):
         calls["n"] += 1
         if comm.Get_rank() == last and calls["n"] % 4 == 0:
             calls["slept"].append(calls["n"])
-            time.sleep(0.012)  # > 1 ms start lead + 3 ms window: certainly late
+            time.sleep(0.05)  # > 1 ms start lead + 20 ms window: certainly late
 
-    opts = TimingOptions(sync="window", window=0.003, warmup=2, min_reps=24, max_reps=24,
+    # windows long enough for a barrier of 3 oversubscribed ranks on a busy machine
+    opts = TimingOptions(sync="window", window=0.02, warmup=2, min_reps=16, max_reps=16,
                          time_budget=2.0, target_ci=1e-9, late_tolerance=0.002)
     t = time_call(comm, comm.Barrier, opts, before=before)
     _check_timing(comm, t, opts)
     sleeps = comm.bcast(sum(1 for k in calls["slept"] if k > opts.warmup), root=last)
     attempts = comm.bcast(calls["n"] - opts.warmup, root=last)
     assert t.max_s.size + t.discarded == attempts, (t.max_s.size, t.discarded, attempts)
-    assert sleeps >= 5 and t.discarded >= sleeps, (t.discarded, sleeps)
-    assert t.summary()["discarded"] == t.discarded and t.window_s == 0.003
+    assert sleeps >= 4 and t.discarded >= sleeps, (t.discarded, sleeps)
+    assert t.summary()["discarded"] == t.discarded and t.window_s == 0.02
 
 
 def scenario_stop_rules(comm, MPI):
@@ -195,7 +196,9 @@ def scenario_overhead_and_timer(comm, MPI):
         o = harness_overhead(comm, TimingOptions(sync=sync, time_budget=0.1,
                                                  late_tolerance=0.01))
         assert str(comm.allgather(o)) == str([o] * comm.Get_size())
-        assert 0 < o < 2e-3, (sync, o)
+        # barrier: two clock reads and a Python call, ~0.1 µs on an idle machine; window:
+        # kept starts may be up to late_tolerance late, plus the same
+        assert 0 < o < (2e-3 if sync == "barrier" else 0.01 + 0.02), (sync, o)
 
 
 def scenario_clocksync(comm, MPI):

@@ -56,7 +56,9 @@ def test_quick_sweep(tmp_path, n):
     assert (pts["ci_low_s"][has_ci] <= pts["median_s"][has_ci]).all()
     assert (pts["median_s"][has_ci] <= pts["ci_high_s"][has_ci]).all()
     for _, row in pts.iterrows():
-        assert len(row["samples"]["max"]) == row["repetitions"] >= 3
+        # (a point may stop below --min-reps at 10x its budget: heavily loaded hosts)
+        assert len(row["samples"]["max"]) == row["repetitions"] >= 1
+        assert min(row["samples"]["max"]) == row["min_s"]
     assert len({point_key(r) for r in pts.to_dict("records")}) == len(pts)
     # rank 0 alone prints; the summary states its units
     assert proc.stdout.count("units:") == 1 and "microseconds" in proc.stdout

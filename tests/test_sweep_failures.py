@@ -171,10 +171,11 @@ def test_exception_on_one_rank_aborts_the_job(tmp_path):
 
 
 def test_point_timeout_names_the_point(tmp_path):
-    # a point with a 5 s budget and 1000 minimum repetitions cannot finish in 1 s
+    # 100000 repetitions of a 1 MiB all-reduce (stopping at the 5 s budget at the
+    # earliest) cannot finish in 1 s
     proc = sweep(2, ["--collectives", "allreduce", "--sizes", "1M", "--time-budget", "5",
-                     "--min-reps", "1000", "--point-timeout", "1", "--out",
-                     tmp_path / "run"], timeout=60)
+                     "--min-reps", "100000", "--max-reps", "100000", "--point-timeout",
+                     "1", "--out", tmp_path / "run"], timeout=60)
     assert proc.returncode == 3, proc.stderr
     assert ("collcost: point allreduce/native/intra/2/1048576B exceeded --point-timeout "
             "1s") in proc.stderr

@@ -62,7 +62,12 @@ int main(int argc, char **argv)
         long long *t = malloc(sizeof(long long) * reps);
         long long *tmax = malloc(sizeof(long long) * reps);
         size_t alloc = bytes > 0 ? (size_t)bytes : 1;
-        char *sbuf = calloc(alloc, 1), *rbuf = calloc(alloc, 1);
+        /* touch every page (calloc'd zero pages would all read one physical page) and
+         * send 1.0f values, as the Python side does */
+        char *sbuf = malloc(alloc + 4), *rbuf = malloc(alloc + 4);
+        float one = 1.0f;
+        for (size_t k = 0; k + 4 <= alloc; k += 4) memcpy(sbuf + k, &one, 4);
+        memset(rbuf, 0, alloc);
         int count = allreduce ? (int)(bytes / 4) : (int)bytes;
         for (long i = -warmup; i < reps; i++) {
             MPI_Barrier(MPI_COMM_WORLD);
