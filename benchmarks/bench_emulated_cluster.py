@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -244,7 +245,7 @@ def main(argv=None) -> int:
                if r["algorithm"] == "native" and r["bytes"] >= LARGE]
         if big:
             print(f"native all-reduce vs two-level prediction, sizes >= {LARGE >> 20} MiB: "
-                  f"median |error| {sorted(big)[len(big) // 2]:.1%}, max {max(big):.1%}")
+                  f"median |error| {statistics.median(big):.1%}, max {max(big):.1%}")
     (out / "summary.json").write_text(json.dumps(
         {"rate": args.rate, "rate_bps": rate_bps, "wire_beta": wire_beta, "betas": betas,
          "link_shares": shares,

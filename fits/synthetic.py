@@ -126,7 +126,7 @@ def write_run(path, rows, *, metadata: dict | None = None):
 
     meta = {"command_line": "fits.synthetic", "git_commit": None,
             "collcost_version": "synthetic", "world_size": 8, "nodes": 1,
-            "ranks_per_node": 8, "hosts": {"synthetic": list(range(8))},
+            "ranks_per_node": 8, "hosts": {"synthetic": 8},
             "mpi": {"library": "synthetic", "version": "synthetic 0", "standard": "4.0"},
             "env": {}, "gpu": None,
             "options": {"dtype": "float32", "op": "sum", "sync": "barrier",
