@@ -9,7 +9,8 @@ the candidate of the shortest round trip wins (its error is at most half that ro
 trip, printed as ``error_ns``).  Optionally (``drift=True``) the estimate is repeated
 after ``drift_interval`` seconds and a linear drift fitted between the two, for runs
 long enough that clocks of different hosts wander apart (on one host all ranks read the
-same ``CLOCK_MONOTONIC`` and both offset and drift are ~0).
+same ``CLOCK_MONOTONIC``: ranks on rank 0's host whose estimate is within its error
+of 0 use exactly 0).
 
 Times are integers in nanoseconds of ``time.perf_counter_ns`` (``CLOCK_MONOTONIC``);
 "global" time is rank 0's clock.  The model of one rank is::
@@ -93,6 +94,17 @@ def estimate_offset(comm, *, rounds: int = 30, clock=time.perf_counter_ns):
 _KEYVAL = None
 
 
+def _shares_clock_with_root(comm, offset_ns: float, error_ns: float) -> bool:
+    """Collective: True on ranks whose host is rank 0's and whose estimate is within
+    its error of 0.  Processes of one Linux host read one ``CLOCK_MONOTONIC``; using
+    exactly 0 there removes the estimate's error (up to half a round trip, several µs
+    on a loaded machine) from every window start."""
+    from .mpi import MPI
+
+    names = comm.allgather(MPI.Get_processor_name())
+    return names[comm.Get_rank()] == names[0] and abs(offset_ns) <= error_ns
+
+
 def _keyval(MPI):
     global _KEYVAL
     if _KEYVAL is None:
@@ -133,6 +145,8 @@ def clock_model(comm, *, rounds: int = 30, drift: bool = False,
             if comm.Get_rank() != 0 and mid2 != mid:
                 slope = (off2 - off) / float(mid2 - mid)
             err = max(err, err2)
+        if _shares_clock_with_root(private, off, err):
+            off, slope = 0.0, 0.0
     finally:
         private.Free()
     model = ClockModel(offset_ns=float(off), slope=float(slope), ref_ns=int(mid),

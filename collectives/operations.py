@@ -92,7 +92,7 @@ def memory_per_rank(collective: str, nbytes: int, p: int, algorithm: str = NATIV
     Buffers: bcast n, pingpong 2n (rank 0 sends one buffer and receives into another),
     allreduce and reduce_local 2n, reduce_scatter and allgather n + ceil(n/p).  The
     correctness check builds one n-byte reference; hand-written algorithms are allowed
-    n bytes of scratch.
+    2n bytes of scratch (the recursive-halving fold holds up to 1.5n on absorbing ranks).
     """
     n, p = int(nbytes), int(p)
     block = -(-n // max(p, 1))
@@ -103,7 +103,7 @@ def memory_per_rank(collective: str, nbytes: int, p: int, algorithm: str = NATIV
     except KeyError:
         raise ValueError(f"unknown collective {collective!r}; expected one of "
                          f"{', '.join(buffers)}") from None
-    return total + (n if algorithm != NATIVE else 0)
+    return total + (2 * n if algorithm != NATIVE else 0)
 
 
 def _check_dtype(dtype: str) -> str:
