@@ -114,7 +114,7 @@ class TimingOptions:
         untimed calls before timing; None: automatic (3, then ~1% of the budget, <= 1000).
     window
         window length in seconds for ``sync="window"``; None: automatic (sized from the
-        warm-up, doubled while more than 10% of the starts are late).
+        warm-up, doubled while the p90 call time exceeds half of it, up to 10 ms).
     late_tolerance
         seconds after its window boundary a rank may start before the repetition is
         discarded as a late start (window mode).

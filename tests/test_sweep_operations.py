@@ -24,7 +24,7 @@ class TestPure:
         n = 1 << 20
         assert memory_per_rank("bcast", n, 4) == 2 * n
         assert memory_per_rank("allreduce", n, 4) == 3 * n
-        assert memory_per_rank("allreduce", n, 4, "ring") == 4 * n
+        assert memory_per_rank("allreduce", n, 4, "ring") == 5 * n
         assert memory_per_rank("reduce_scatter", n, 4) == 2 * n + n // 4
         with pytest.raises(ValueError, match="unknown collective"):
             memory_per_rank("gather", n, 4)
