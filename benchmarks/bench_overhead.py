@@ -59,7 +59,8 @@ def build(force: bool = False) -> Path:
     BINARY.parent.mkdir(parents=True, exist_ok=True)
     cmd = [_tool("mpicc"), "-O2", "-o", str(BINARY), str(SOURCE)]
     print("building:", " ".join(cmd), file=sys.stderr)
-    subprocess.run(cmd, check=True)
+    if subprocess.run(cmd).returncode != 0:
+        raise SystemExit(f"error: could not build {SOURCE} with {cmd[0]}")
     return BINARY
 
 

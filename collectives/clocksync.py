@@ -28,8 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ClockModel", "estimate_offset", "clock_model", "window_targets",
-           "busy_wait_until"]
+__all__ = ["ClockModel", "estimate_offset", "clock_model", "window_targets"]
 
 _TAG = 7177
 
@@ -169,10 +168,3 @@ def window_targets(model: ClockModel, start_global_ns: int, window_ns: int,
     g = start_global_ns + window_ns * np.arange(count, dtype=np.float64)
     return np.ceil(model.to_local(g)).astype(np.int64).tolist()
 
-
-def busy_wait_until(target_ns: int, clock=time.perf_counter_ns) -> int:
-    """Spin until ``clock() >= target_ns``; return the first reading at or after it."""
-    now = clock()
-    while now < target_ns:
-        now = clock()
-    return now

@@ -4,7 +4,13 @@
 zero-argument callable the caller prepared with buffers and MPI message specs already
 built, ideally ``functools.partial(comm.Allreduce, sspec, rspec, op)`` with
 ``sspec = [memoryview(a), a.size, MPI.FLOAT]``: a builtin partial adds no Python frame
-and prebuilt specs skip mpi4py's buffer-type guessing, about 0.3 µs per call here).
+and prebuilt specs skip mpi4py's buffer-type guessing, 0.1-0.3 µs per call here).
+
+Where a small-message time goes (idle machine, 2 ranks, 4-byte Allreduce, barrier
+starts; ``benchmarks/bench_overhead.py``): C loop 0.39 µs, ours 1.12 µs.  The +0.73 µs
+is mpi4py's own call (0.58 µs per Allreduce at 1 rank against 0.03 µs from C; a ctypes
+call of ``MPI_Allreduce`` with prebuilt arguments still costs 0.46 µs, so no such fast
+path is used) plus the timer reads (an empty call times 0.09 µs).
 
 Per repetition every rank measures its own time; rank 0 gets, per repetition, the
 maximum over ranks (the repetition's time), the minimum and the mean.  Two start modes:
@@ -30,8 +36,8 @@ maximum over ranks (the repetition's time), the minimum and the mean.  Two start
 Warm-up (excluded): ``warmup`` calls with barrier starts; ``None`` means automatic: 3
 calls, then as many as fill 1% of the time budget at their observed speed (at most
 1000).  An automatic window needs at least one warm-up call to size it; ``warmup`` in
-the result counts every untimed call.  Then batches of repetitions; between batches (outside the timed region) the
-per-repetition times are reduced to rank 0, which applies
+the result counts every untimed call.  Then batches of repetitions; between batches
+(outside the timed region) the per-repetition times are reduced to rank 0, which applies
 :func:`collectives.stats.stop_reason` and broadcasts its decision and the next batch
 size (:func:`collectives.stats.next_batch_size`: ``min_reps`` first, then +25% each
 time, so the CI is recomputed a logarithmic number of times).  ``time_budget`` is wall
@@ -40,19 +46,34 @@ excluded), checked between batches: a point overruns it by at most about one
 repetition at the observed rate.  The garbage collector is off while a point is timed.
 
 Timer: ``time.perf_counter_ns`` (``CLOCK_MONOTONIC``, integer nanoseconds).  Measured
-here (1 rank): 1 ns resolution, ~40 ns per read, against ~60 ns for ``MPI.Wtime``, which
-reads the same kind of clock through an extra mpi4py call and returns float seconds.
-It is also the clock of the C reference loop in ``benchmarks/c/timing_loop.c``.
-:func:`timer_properties` and :func:`harness_overhead` measure both on the machine at
-hand so every run records them.
+here, one read costs 50-60 ns, the same as ``MPI.Wtime`` (which MPICH also serves
+from a monotonic clock); we prefer it because it returns exact integers (differences
+never round), it is the clock of the C reference loop (``benchmarks/c/timing_loop.c``)
+and of :mod:`collectives.clocksync`, and it needs no MPI (tests inject skewed clocks).
+Its effective resolution is bounded by the cost of a read (successive reads differ by
+at least ~50 ns).  :func:`timer_properties` and :func:`harness_overhead` measure both
+on the machine at hand so every run records them.
 
-Default start mode: ``barrier``.  Measured on this 2-core machine (see
-``benchmarks/bench_sync.py``), both modes give medians within a few percent of each
-other at 2 ranks: barrier starts are cheaper per repetition (no window dead time), need
-no clock synchronization, do not busy-wait (which starves ranks when they outnumber the
-cores: window mode discards most repetitions at 3-4 ranks on 2 cores) and are what the
-C reference loop and OSU do.  Use ``window`` across nodes, where barrier exit skew
-lands inside the measurement.
+Default start mode: ``barrier``, chosen from ``python benchmarks/bench_overhead.py
+--compare-sync`` on this 2-core machine (Allreduce, default adaptive options, 0.3 s
+budget, median of 3 launches, load average ~3 from other jobs):
+
+=====  ========  ==================================  ==================================
+ranks  bytes     barrier: median / CI / s per point  window: median / CI / discarded
+=====  ========  ==================================  ==================================
+2      4         1.21 µs / 4.0% / 0.02 s             1.48 µs / 33% / 61 of 153
+2      64 KiB    18.7 µs / 4.0% / 0.00 s             22.3 µs / 5.0% / 29 of 95
+2      1 MiB     659 µs / 3.5% / 0.05 s              729 µs / 13% / 21 of 32
+4      any       ms (oversubscribed)                 every start late: no result
+=====  ========  ==================================  ==================================
+
+Barrier starts reach the CI target an order of magnitude sooner, give equal or lower
+medians, discard nothing, need no clock synchronization and are what the C reference
+loop and OSU do.  Window starts need a core per rank: busy-waiting ranks that share
+cores (more ranks than cores, or other jobs on the machine) are preempted across their
+boundaries, and most starts are discarded.  With dedicated cores and a fixed window
+they do remove the barrier's exit skew (4-byte Allreduce, p=2, idle: 1.12 µs window
+against 1.17 µs barrier), so use ``window`` across nodes, where that skew is larger.
 
 An exception raised by ``call`` on one rank leaves the others waiting: run programs
 that use the harness under ``python -m mpi4py`` (the sweep does).

@@ -126,8 +126,9 @@ def summarize(samples, *, target_ci: float = 0.05, confidence: float = 0.95) -> 
     """Statistics of one point's per-repetition times (seconds).
 
     Keys: ``median_s``, ``ci_low_s``, ``ci_high_s``, ``mean_s``, ``min_s``, ``p95_s``,
-    ``p99_s``, ``repetitions``, ``ci_rel`` (relative half-width) and ``unstable``
-    (module docstring).  An empty sample gives NaN statistics and ``unstable=True``.
+    ``p99_s`` (numpy's default linear interpolation between order statistics),
+    ``repetitions``, ``ci_rel`` (relative half-width) and ``unstable`` (module
+    docstring).  An empty sample gives NaN statistics and ``unstable=True``.
     """
     x = _samples(samples)
     if not target_ci > 0:

@@ -175,8 +175,11 @@ def scenario_stop_rules(comm, MPI):
     t = time_call(comm, sleep_1ms, TimingOptions(sync="window", target_ci=1e3, min_reps=12,
                                                  warmup=0, late_tolerance=0.01))
     assert (t.stop_rule, t.max_s.size, t.warmup) == ("ci", 12, 1)  # 1 call sizes the window
-    t = time_call(comm, sleep_1ms, TimingOptions(target_ci=1e-9, min_reps=15, max_reps=15))
+    calls = []
+    t = time_call(comm, sleep_1ms, TimingOptions(target_ci=1e-9, min_reps=15, max_reps=15,
+                                                 warmup=4), before=lambda: calls.append(1))
     assert (t.stop_rule, t.max_s.size, t.summary()["unstable"]) == ("max", 15, True)
+    assert len(calls) == 4 + 15  # before() ran untimed before every warm-up and timed call
     t0 = time.perf_counter()
     t = time_call(comm, sleep_1ms, TimingOptions(target_ci=1e-9, time_budget=0.1))
     assert t.stop_rule == "budget" and 0.1 <= t.elapsed_s < 0.3
