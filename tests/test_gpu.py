@@ -184,15 +184,26 @@ class TestProbes:
 
     @pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
     def test_query_through_ctypes_on_a_real_shared_library(self, tmp_path):
-        import ctypes
+        # In a child process: once loaded, the fake libmpi stays mapped and would answer
+        # every later probe of this test session.
         src = tmp_path / "fake.c"
         src.write_text("int MPIX_Query_cuda_support(void) { return 1; }\n")
         lib = tmp_path / "libmpi_fake.so"
         subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
-        assert gpu._open_loaded(str(lib)) is None      # not loaded yet: not opened
-        keep = ctypes.CDLL(str(lib))                   # noqa: F841 -- now it is mapped
-        assert str(lib) in gpu.loaded_mpi_libraries()
-        assert gpu.query_cuda_support([str(lib)]) == (1, str(lib))
+        code = f"""
+import ctypes
+from collectives import gpu
+lib = {str(lib)!r}
+assert gpu._open_loaded(lib) is None          # not loaded yet: not opened
+keep = ctypes.CDLL(lib)                       # now it is mapped
+assert lib in gpu.loaded_mpi_libraries()
+assert gpu.query_cuda_support([lib]) == (1, lib), gpu.query_cuda_support([lib])
+print("ok")
+"""
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120, env=env)
+        assert done.returncode == 0 and "ok" in done.stdout, done.stderr
 
     def test_memory_alloc_kinds_of_this_library(self):
         kinds = gpu.memory_alloc_kinds()
