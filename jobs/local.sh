@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Quick sweep on this machine: every collective, native algorithms, one node.
+# The main job on this machine: a quick sweep, then its fit.
 #
 #   jobs/local.sh [RANKS] [extra sweep options...]     (RANKS defaults to 2)
 #
-# Writes data/<run id>/ (metadata.json, points.jsonl, points.csv) and prints a summary
-# (microseconds, GB/s).  More ranks than cores work but time badly: device collectives
-# are switched off then (MPIR_CVAR_DEVICE_COLLECTIVES=none), as tests/mpirun.py does.
+# 1. mpiexec -n RANKS python -m collectives.sweep --quick ...  -> data/local-<UTC time>/
+#    (metadata.json, points.jsonl, points.csv; a table in µs and GB/s on stdout)
+# 2. python -m fits that run -> constants.json (α s, β s/B, γ s/B) and a summary table,
+#    plus plots/ when matplotlib is installed.
+# Set COLLCOST_OUT to choose the run directory.  More ranks than cores work but time
+# badly (correctness only): device collectives are switched off then
+# (MPIR_CVAR_DEVICE_COLLECTIVES=none) and waiting ranks yield the core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ranks="${1:-2}"
@@ -17,9 +21,16 @@ else
 fi
 mpiexec="$(dirname "$py")/mpiexec"
 [[ -x "$mpiexec" ]] || mpiexec=mpiexec
-cores="$(nproc)"
-if (( ranks > cores )); then
+if (( ranks > $(nproc) )); then
     export MPIR_CVAR_DEVICE_COLLECTIVES="${MPIR_CVAR_DEVICE_COLLECTIVES:-none}"
+    export MPIR_CVAR_ENABLE_HEAVY_YIELD="${MPIR_CVAR_ENABLE_HEAVY_YIELD:-1}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-exec timeout -k 5 300 "$mpiexec" -n "$ranks" "$py" -m collectives.sweep --quick "$@"
+out="${COLLCOST_OUT:-data/local-$(date -u +%Y%m%dT%H%M%SZ)}"
+
+timeout -k 5 300 "$mpiexec" -n "$ranks" "$py" -m mpi4py -m collectives.sweep --quick --out "$out" "$@"
+
+plots=()
+"$py" -c "import matplotlib" 2>/dev/null && plots=(--plots "$out/plots")
+"$py" -m fits "$out" --out "$out/constants.json" "${plots[@]}" --bootstrap 100
+echo "run: $out   constants: $out/constants.json"
