@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from .costs import AUXILIARY, COLLECTIVES
 
 __all__ = [
+    "metadata_differences",
     "SCHEMA_VERSION", "KIND", "METADATA_KEYS", "POINT_FIELDS", "KEY_FIELDS",
     "SAMPLE_KEYS", "CHECKED_METADATA", "Run", "RunWriter", "RunFormatError",
     "STAT_FIELDS", "read_run", "merge_runs", "point_key", "atomic_write_text",
@@ -474,7 +475,9 @@ class RunWriter:
         return list(self._rows)
 
 
-def _differences(metas: list[tuple[str, dict]]) -> list[str]:
+def metadata_differences(metas: list[tuple[str, dict]]) -> list[str]:
+    """Sentences naming each checked metadata field (``CHECKED_METADATA``) on which the
+    runs ``[(name, metadata), ...]`` disagree with the first; empty when they agree."""
     problems = []
     (first_name, first), rest = metas[0], metas[1:]
     for what, get in CHECKED_METADATA:
@@ -515,7 +518,7 @@ def merge_runs(paths, out_path) -> Run:
             raise ValueError(f"run {run.run_id} given twice ({seen[run.run_id]} and "
                              f"{run.path})")
         seen[run.run_id] = run.path
-    problems = _differences([(str(r.path), r.metadata) for r in runs])
+    problems = metadata_differences([(str(r.path), r.metadata) for r in runs])
     if problems:
         raise ValueError("refusing to merge runs with different metadata:\n  "
                          + "\n  ".join(problems))

@@ -606,7 +606,7 @@ def read_runs(paths) -> tuple:
     if not paths:
         raise FitError("no run directory given")
     runs = [results.read_run(p) for p in paths]
-    problems = results._differences([(str(r.path), r.metadata) for r in runs]) \
+    problems = results.metadata_differences([(str(r.path), r.metadata) for r in runs]) \
         if len(runs) > 1 else []
     if problems:
         raise FitError("refusing to fit runs with different metadata together:\n  "
