@@ -155,8 +155,9 @@ def main(argv=None):
         print(f"# p={p} {MPI.Get_library_version().splitlines()[0].strip()} "
               f"dtype={args.dtype} batches={args.batches} load average "
               f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
-        if load[0] > (os.cpu_count() or 1) - p + 0.5:
-            print("# WARNING: other work is running; compare the min_us column")
+        if load[0] > (os.cpu_count() or 1):
+            print("# WARNING: load average above the core count: other work is running; "
+                  "compare the min_us column, rerun when idle")
         print(f"{'collective':<15} {'entry':<19} {'bytes':>8} {'median_us':>10} "
               f"{'min_us':>9} {'msgs':>5} {'over_us':>8} {'x_native':>8}")
     for collective in args.collectives:

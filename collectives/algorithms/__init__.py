@@ -20,6 +20,14 @@ Traffic runs on a private duplicate of ``comm``, created on first use and cached
 MPI attribute of ``comm`` (see :func:`.messages.private`): the first call on a new
 communicator is collective and pays for one ``Dup``; later calls do not.
 
+Everything a call derives from cheap immutable facts is computed once and cached: the
+communicator's context (private duplicate, size, rank: :func:`.messages.context`), block
+layouts (:func:`.blocks.layout`), the kernels' message plans, the reducers, and host
+scratch arrays (up to :data:`.reductions.SCRATCH_CACHE_BYTES` per slot and
+communicator).  Validation keeps a fast path for numpy arrays that pass; anything else
+takes the full check.  A small call thus costs its messages plus a few microseconds
+(``benchmarks/bench_algorithm_overhead.py`` measures it).
+
 The names are those of the cost-model registry :mod:`collectives.costs`; the MPI
 library's own collective (``native``) is not in :data:`ALGORITHMS`.
 """

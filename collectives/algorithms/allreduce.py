@@ -12,7 +12,7 @@ from collectives.arrays import synchronize
 from . import arguments, messages, reductions
 from .allgather import doubling_inplace, ring_inplace
 from .bcast import binomial_inplace
-from .blocks import block_counts, block_displs
+from .blocks import layout
 from .fold import fold
 from .reduce_scatter import first_half, halving_kernel, ring_kernel
 
@@ -20,22 +20,23 @@ __all__ = ["ring", "binomial", "recursive_doubling", "rabenseifner"]
 
 
 def _setup(comm, sendbuf, recvbuf, op):
-    """Validate; return (private comm, p, rank, sendbuf, reduce, dtype) or None when p=1."""
+    """Validate; return (context, sendbuf, reduce, dtype) or None when p=1."""
     arguments.check_vector("recvbuf", recvbuf)
     sendbuf = arguments.in_place(sendbuf, recvbuf)
     arguments.check_vector("sendbuf", sendbuf)
     arguments.check_same_dtype(sendbuf, recvbuf)
-    arguments.check_size("recvbuf", recvbuf, sendbuf.size, "the whole vector, like sendbuf")
+    if recvbuf.size != sendbuf.size:
+        arguments.check_size("recvbuf", recvbuf, sendbuf.size,
+                             "the whole vector, like sendbuf")
     arguments.check_op(op)
-    comm = messages.private(comm)
-    p, rank = comm.Get_size(), comm.Get_rank()
+    ctx = messages.context(comm)
     synchronize(sendbuf)
     synchronize(recvbuf)
-    if p == 1:
+    if ctx.p == 1:
         if sendbuf is not recvbuf:
             reductions.copy(recvbuf, sendbuf)
         return None
-    return comm, p, rank, sendbuf, reductions.reducer(op, recvbuf), messages.datatype(recvbuf)
+    return ctx, sendbuf, reductions.reducer(op, recvbuf), messages.datatype(recvbuf)
 
 
 def ring(comm, sendbuf, recvbuf, op):
@@ -43,11 +44,11 @@ def ring(comm, sendbuf, recvbuf, op):
     args = _setup(comm, sendbuf, recvbuf, op)
     if args is None:
         return
-    comm, p, rank, sendbuf, reduce, dtype = args
-    counts, displs = block_counts(recvbuf.size, p), block_displs(recvbuf.size, p)
-    members = list(range(p))
+    ctx, sendbuf, reduce, dtype = args
+    comm, rank, members = ctx.private, ctx.rank, ctx.members
+    counts, displs = layout(recvbuf.size, ctx.p)
     ring_kernel(comm, sendbuf, counts, displs, rank, members, reduce, dtype,
-                reductions.scratch(recvbuf, counts[0]),
+                reductions.scratch(recvbuf, counts[0], ctx.scratch, 0),
                 lambda b, last: recvbuf[displs[b]:displs[b] + counts[b]])
     ring_inplace(comm, recvbuf, counts, displs, rank, members, dtype)
 
@@ -57,7 +58,8 @@ def binomial(comm, sendbuf, recvbuf, op):
     args = _setup(comm, sendbuf, recvbuf, op)
     if args is None:
         return
-    comm, p, rank, current, reduce, dtype = args
+    ctx, current, reduce, dtype = args
+    comm, p, rank = ctx.private, ctx.p, ctx.rank
     tmp = None
     mask = 1
     while mask < p:
@@ -66,15 +68,15 @@ def binomial(comm, sendbuf, recvbuf, op):
             break
         if rank + mask < p:
             if tmp is None:
-                tmp = reductions.scratch(recvbuf, recvbuf.size)
+                tmp = reductions.scratch(recvbuf, recvbuf.size, ctx.scratch, 0)
             messages.recv(comm, tmp, rank + mask, dtype)
             reduce(current, tmp, recvbuf)
             current = recvbuf
         mask <<= 1
-    binomial_inplace(comm, recvbuf, rank, list(range(p)), dtype)
+    binomial_inplace(comm, recvbuf, rank, ctx.members, dtype)
 
 
-def _folded(comm, f, rank, current, recvbuf, reduce, dtype, scratch_size, survivors):
+def _folded(ctx, f, current, recvbuf, reduce, dtype, scratch_size, survivors):
     """Run ``survivors(current, tmp, newrank)`` on the ``p'`` survivors of the fold.
 
     Fold in: each even rank below ``2 rem`` sends its whole vector to the rank above,
@@ -82,17 +84,18 @@ def _folded(comm, f, rank, current, recvbuf, reduce, dtype, scratch_size, surviv
     ``tmp`` holds at least ``scratch_size`` elements (the whole vector on absorbing
     ranks, which receive into it first).
     """
+    comm, rank = ctx.private, ctx.rank
     if f.sits_out(rank):
         messages.send(comm, current, rank + 1, dtype)
         messages.recv(comm, recvbuf, rank + 1, dtype)
         return
     if f.absorbs(rank):
-        tmp = reductions.scratch(recvbuf, recvbuf.size)
+        tmp = reductions.scratch(recvbuf, recvbuf.size, ctx.scratch, 0)
         messages.recv(comm, tmp, rank - 1, dtype)
         reduce(current, tmp, recvbuf)
         current = recvbuf
     else:
-        tmp = reductions.scratch(recvbuf, scratch_size)
+        tmp = reductions.scratch(recvbuf, scratch_size, ctx.scratch, 0)
     survivors(current, tmp, f.newrank(rank))
     if f.absorbs(rank):
         messages.send(comm, recvbuf, rank - 1, dtype)
@@ -107,8 +110,8 @@ def recursive_doubling(comm, sendbuf, recvbuf, op):
     args = _setup(comm, sendbuf, recvbuf, op)
     if args is None:
         return
-    comm, p, rank, current, reduce, dtype = args
-    f = fold(p)
+    ctx, current, reduce, dtype = args
+    comm, f = ctx.private, fold(ctx.p)
 
     def survivors(current, tmp, me):
         mask = 1
@@ -119,7 +122,7 @@ def recursive_doubling(comm, sendbuf, recvbuf, op):
             current = recvbuf
             mask <<= 1
 
-    _folded(comm, f, rank, current, recvbuf, reduce, dtype, recvbuf.size, survivors)
+    _folded(ctx, f, current, recvbuf, reduce, dtype, recvbuf.size, survivors)
 
 
 def rabenseifner(comm, sendbuf, recvbuf, op):
@@ -131,14 +134,14 @@ def rabenseifner(comm, sendbuf, recvbuf, op):
     args = _setup(comm, sendbuf, recvbuf, op)
     if args is None:
         return
-    comm, p, rank, current, reduce, dtype = args
-    f = fold(p)
-    counts, displs = block_counts(recvbuf.size, f.pp), block_displs(recvbuf.size, f.pp)
-    a, b = first_half(counts, displs, max(f.newrank(rank), 0), f.pp)
+    ctx, current, reduce, dtype = args
+    comm, f = ctx.private, fold(ctx.p)
+    counts, displs = layout(recvbuf.size, f.pp)
+    a, b = first_half(counts, displs, max(f.newrank(ctx.rank), 0), f.pp)
 
     def survivors(current, tmp, me):
         halving_kernel(comm, current, (recvbuf, 0), counts, displs, me, f.members, reduce,
                        dtype, tmp)
         doubling_inplace(comm, recvbuf, counts, displs, me, f.members, dtype)
 
-    _folded(comm, f, rank, current, recvbuf, reduce, dtype, b - a, survivors)
+    _folded(ctx, f, current, recvbuf, reduce, dtype, b - a, survivors)

@@ -12,10 +12,20 @@ __all__ = ["SUPPORTED_DTYPES", "check_vector", "check_same_dtype", "check_op",
 
 #: Element types the algorithms accept.
 SUPPORTED_DTYPES = ("float32", "float64", "int32", "int64")
+#: The same as dtype objects: the fast path tests membership without ``dtype.name``.
+_SUPPORTED = frozenset(np.dtype(name) for name in SUPPORTED_DTYPES)
+_NDARRAY = np.ndarray
 
 
 def check_vector(name, buf):
-    """``buf`` must be a 1-D array of a supported dtype."""
+    """``buf`` must be a contiguous 1-D array of a supported dtype.
+
+    Fast path for numpy arrays that pass; anything else (device arrays, every failure)
+    takes the full check below, which names the problem.
+    """
+    if (type(buf) is _NDARRAY and buf.ndim == 1 and buf.dtype in _SUPPORTED
+            and buf.flags.c_contiguous):
+        return
     dtype = getattr(buf, "dtype", None)
     ndim = getattr(buf, "ndim", None)
     if dtype is None or ndim is None:
@@ -33,6 +43,8 @@ def check_vector(name, buf):
 
 def check_same_dtype(sendbuf, recvbuf):
     """Both buffers hold the same element type."""
+    if sendbuf.dtype is recvbuf.dtype:
+        return
     if np.dtype(sendbuf.dtype) != np.dtype(recvbuf.dtype):
         raise ValueError(f"sendbuf dtype {np.dtype(sendbuf.dtype).name} differs from "
                          f"recvbuf dtype {np.dtype(recvbuf.dtype).name}")
@@ -46,7 +58,12 @@ def check_size(name, buf, expected, why):
 
 def check_op(op):
     """``op`` is MPI.SUM, MPI.MAX or MPI.MIN."""
+    if op is _SUM or op is _MAX or op is _MIN:
+        return
     reductions.op_name(op)
+
+
+_SUM, _MAX, _MIN = MPI.SUM, MPI.MAX, MPI.MIN
 
 
 def check_root(root, p):

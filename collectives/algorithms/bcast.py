@@ -6,22 +6,30 @@ root (``v = (rank - root) mod p``).
 """
 from __future__ import annotations
 
+import functools
+
 from collectives.arrays import synchronize
 
 from . import arguments, messages
 from .allgather import ring_inplace
-from .blocks import block_counts, block_displs
+from .blocks import layout
 
 __all__ = ["binomial", "scatter_allgather", "binomial_inplace"]
 
 
+@functools.lru_cache(maxsize=256)
+def _rotation(p, root):
+    """Communicator rank of each relative rank ``v`` (``members[v] = (v + root) mod p``)."""
+    return tuple((v + root) % p for v in range(p))
+
+
 def _setup(comm, buf, root):
     arguments.check_vector("buf", buf)
-    comm = messages.private(comm)
-    p, rank = comm.Get_size(), comm.Get_rank()
+    ctx = messages.context(comm)
+    p = ctx.p
     arguments.check_root(root, p)
     synchronize(buf)
-    return comm, p, (rank - root) % p, [(v + root) % p for v in range(p)]
+    return ctx.private, p, (ctx.rank - root) % p, _rotation(p, int(root))
 
 
 def binomial_inplace(comm, buf, v, members, dtype):
@@ -57,7 +65,7 @@ def scatter_allgather(comm, buf, root=0):
     """
     comm, p, v, members = _setup(comm, buf, root)
     dtype = messages.datatype(buf)
-    counts, displs = block_counts(buf.size, p), block_displs(buf.size, p)
+    counts, displs = layout(buf.size, p)
 
     def blocks(first, last):
         last = min(last, p)

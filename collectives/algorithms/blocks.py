@@ -8,7 +8,10 @@ zero-length messages, so the number of messages never depends on the count.
 """
 from __future__ import annotations
 
-__all__ = ["block_counts", "block_displs", "block_range", "merge_ranges"]
+import functools
+
+__all__ = ["block_counts", "block_displs", "block_range", "merge_ranges", "layout",
+           "merged_layout"]
 
 
 def _check(count, p):
@@ -70,3 +73,26 @@ def merge_ranges(displs, counts, groups):
         out_counts.append(sum(counts[i:i + g]))
         i += g
     return out_counts, out_displs
+
+
+@functools.lru_cache(maxsize=1024)
+def layout(count: int, p: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(counts, displs)`` of :func:`block_counts` and :func:`block_displs` as tuples,
+    cached (the algorithms need them on every call).
+
+    >>> layout(10, 4)
+    ((3, 3, 2, 2), (0, 3, 6, 8))
+    """
+    return tuple(block_counts(count, p)), tuple(block_displs(count, p))
+
+
+@functools.lru_cache(maxsize=1024)
+def merged_layout(count: int, p: int, groups: tuple[int, ...]):
+    """``(counts, displs)`` tuples of :func:`merge_ranges` over ``layout(count, p)``, cached.
+
+    >>> merged_layout(10, 4, (2, 1, 1))
+    ((6, 2, 2), (0, 6, 8))
+    """
+    counts, displs = layout(count, p)
+    merged_counts, merged_displs = merge_ranges(displs, counts, groups)
+    return tuple(merged_counts), tuple(merged_displs)

@@ -10,6 +10,7 @@ blocks are contiguous (the layout MPICH uses).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 __all__ = ["Fold", "fold"]
@@ -23,15 +24,15 @@ class Fold:
     pp: int          # p' survivors, a power of two
     rem: int         # p - p'
 
-    @property
-    def members(self) -> list[int]:
+    @functools.cached_property
+    def members(self) -> tuple[int, ...]:
         """Original rank of each new rank ``0..p'-1``."""
-        return [2 * j + 1 if j < self.rem else j + self.rem for j in range(self.pp)]
+        return tuple(2 * j + 1 if j < self.rem else j + self.rem for j in range(self.pp))
 
-    @property
-    def groups(self) -> list[int]:
+    @functools.cached_property
+    def groups(self) -> tuple[int, ...]:
         """Number of original blocks each survivor speaks for (2 or 1)."""
-        return [2] * self.rem + [1] * (self.pp - self.rem)
+        return (2,) * self.rem + (1,) * (self.pp - self.rem)
 
     def newrank(self, rank: int) -> int:
         """New rank of ``rank``, or -1 when it sits out."""
@@ -48,8 +49,9 @@ class Fold:
         return rank < 2 * self.rem and rank % 2 == 1
 
 
+@functools.lru_cache(maxsize=256)
 def fold(p: int) -> Fold:
-    """The fold of ``p >= 1`` ranks."""
+    """The fold of ``p >= 1`` ranks (cached: one object per ``p``)."""
     if p < 1:
         raise ValueError(f"p must be >= 1, got {p}")
     pp = 1 << (p.bit_length() - 1)
