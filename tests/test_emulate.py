@@ -296,8 +296,12 @@ class TestCommandLineClusters:
         p = cli("--hosts", "2", "--timeout", "30", "--", *fail)
         assert p.returncode == 3
         tag = p.stderr.split("cluster ")[1].split()[0]
-        assert f"emulate: the command failed (exit status 3): " in p.stderr
-        assert f"rank 1 on host {tag}-h1 called MPI_Abort(3)" in p.stderr
+        assert "emulate: the command failed (exit status 3)" in p.stderr
+        # Hydra forwards the aborting rank's own report over the (emulated) network and
+        # sometimes tears the job down before it arrives (about 1 launch in 3 here); the
+        # diagnosis must name the rank whenever MPICH's report reached mpiexec.
+        if "application called MPI_Abort" in p.stderr:
+            assert f"rank 1 on host {tag}-h1 called MPI_Abort(3)" in p.stderr
 
     @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
     def test_signal_tears_down(self, program, sig):
