@@ -36,26 +36,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from collectives import costs  # noqa: E402
-from collectives.algorithms import ALGORITHMS, block_counts, block_displs, messages  # noqa: E402
+from collectives.algorithms import messages  # noqa: E402
 from collectives.mpi import MPI  # noqa: E402
+from collectives.sweep import parse_sizes  # noqa: E402
 
-
-def _sizes(text):
-    out = []
-    for t in text.split(","):
-        t = t.strip().lower()
-        scale = {"k": 1 << 10, "m": 1 << 20}.get(t[-3:-2] if t.endswith("ib") else "", 1)
-        digits = t[:-3] if t.endswith("ib") else t
-        if not digits.isdigit():
-            raise argparse.ArgumentTypeError(f"--sizes: cannot read {t!r} (e.g. 8,64KiB,4MiB)")
-        out.append(int(digits) * scale)
-    return out
+from bench_algorithms import calls as collective_calls  # noqa: E402  (same folder)
 
 
 def parse(argv, rank):
     parser = argparse.ArgumentParser(prog="bench_algorithm_overhead.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=_sizes, default=_sizes("8,64KiB,4MiB"),
+    parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("8,64K,4M"),
                         help="sizes in bytes by each collective's convention (whole "
                              "vector; default 8,64KiB,4MiB)")
     parser.add_argument("--batches", type=int, default=15,
@@ -95,31 +86,11 @@ def calls(comm, collective, nbytes, dtype):
     p, rank = comm.Get_size(), comm.Get_rank()
     count = nbytes // np.dtype(dtype).itemsize
     mtype = messages.datatype(np.dtype(dtype))
-    counts, displs = block_counts(count, p), block_displs(count, p)
-    whole = np.ones(count, dtype)
     peer = comm.Dup()
     right, left = (rank + 1) % p, (rank - 1) % p
     sbuf, rbuf = np.ones(count, dtype), np.empty(count, dtype)
     out = {"sendrecv": lambda: peer.Sendrecv([sbuf, mtype], right, 0, [rbuf, mtype], left, 0)}
-    if collective == "bcast":
-        out["native"] = lambda: comm.Bcast([whole, mtype], 0)
-        mk = lambda fn: (lambda: fn(comm, whole, root=0))  # noqa: E731
-    elif collective == "allgather":
-        mine = np.ones(counts[rank], dtype)
-        out["native"] = lambda: comm.Allgatherv([mine, mtype], [whole, counts, displs, mtype])
-        mk = lambda fn: (lambda: fn(comm, mine, whole))  # noqa: E731
-    elif collective == "reduce_scatter":
-        block = np.empty(counts[rank], dtype)
-        out["native"] = lambda: comm.Reduce_scatter([whole, mtype], [block, mtype], counts,
-                                                    MPI.SUM)
-        mk = lambda fn: (lambda: fn(comm, whole, block, MPI.SUM))  # noqa: E731
-    else:
-        result = np.empty(count, dtype)
-        out["native"] = lambda: comm.Allreduce([whole, mtype], [result, mtype], MPI.SUM)
-        mk = lambda fn: (lambda: fn(comm, whole, result, MPI.SUM))  # noqa: E731
-    for (c, name), fn in ALGORITHMS.items():
-        if c == collective:
-            out[name] = mk(fn)
+    out.update(collective_calls(comm, collective, nbytes, dtype))
     return out, peer
 
 

@@ -35,26 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from collectives import costs  # noqa: E402
 from collectives.algorithms import ALGORITHMS, block_counts, block_displs, messages  # noqa: E402
 from collectives.mpi import MPI  # noqa: E402
+from collectives.sweep import parse_sizes  # noqa: E402
 
 TARGET = ("allreduce", "ring", 1.25, 1 << 20)
-
-
-def _sizes(text):
-    out = []
-    for t in text.split(","):
-        t = t.strip().lower()
-        scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(t[-3:-2] if t.endswith("ib") else "", 1)
-        digits = t[:-3] if t.endswith("ib") else t
-        if not digits.isdigit():
-            raise argparse.ArgumentTypeError(f"--sizes: cannot read {t!r} (e.g. 1MiB,4MiB)")
-        out.append(int(digits) * scale)
-    return out
 
 
 def parse(argv, rank):
     parser = argparse.ArgumentParser(prog="bench_algorithms.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=_sizes, default=_sizes("1MiB,4MiB,16MiB"),
+    parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("1M,4M,16M"),
                         help="message sizes in bytes by each collective's convention "
                              "(default 1MiB,4MiB,16MiB)")
     parser.add_argument("--repetitions", type=int, default=30,
