@@ -9,7 +9,6 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
-import numpy as np
 import pytest
 
 import predict_fixtures as fx

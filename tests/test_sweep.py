@@ -1,12 +1,10 @@
 """The sweep end to end under mpiexec: quick sweeps at 1-4 ranks, metadata, resume."""
-import json
 import re
-from pathlib import Path
 
 import pytest
 
 from collectives.costs import AUXILIARY, COLLECTIVES, size_convention
-from collectives.results import KEY_FIELDS, METADATA_KEYS, point_key, read_run
+from collectives.results import METADATA_KEYS, point_key, read_run
 from mpirun import ROOT, mpirun
 
 #: Tiny, uneven (6 float32 elements: blocks differ at 4 ranks) and multi-MiB sizes.

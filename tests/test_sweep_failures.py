@@ -1,6 +1,5 @@
 """Failure behaviour of the sweep: bad arguments, a killed rank then --resume, an
 exception on one rank, the per-point watchdog.  Every launch under a timeout."""
-import json
 import os
 
 import pytest
