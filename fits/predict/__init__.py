@@ -430,6 +430,11 @@ def _step(args):
         summary["amdahl_fit_serial_fraction"] = s_fit
         summary["amdahl_fit_ceiling"] = float(scaling.amdahl_ceiling(np.clip(s_fit, 0, 1)))
         ceilings = {"Amdahl fit": summary["amdahl_fit_ceiling"]}
+        if not 0 <= s_fit <= 1:
+            summary["amdahl_fit_note"] = (
+                "fitted serial fraction outside [0, 1]: "
+                + ("more workers slow the step down" if s_fit > 1 else "super-linear speedup")
+                + "; Amdahl's law does not describe this curve")
 
     def plots(d, plt_mod):
         Kf = table["workers"].to_numpy()
