@@ -178,6 +178,9 @@ def fastest(lvl: Mapping, collective: str, p, nbytes, *, share=1):
     names = fitted_algorithms(lvl, collective)
     if all(a == costs.NATIVE for a in names) and lvl.get("p2p"):
         names += costs.algorithms(collective, native=False)
+    if not names:
+        raise ValueError(f"no fitted {collective} algorithm and no point-to-point ('p2p') "
+                         f"constants on this level to predict it from")
     times = np.stack([np.broadcast_to(collective_time(lvl, collective, a, p, nbytes,
                                                       share=share, strict=False),
                                       np.broadcast(np.asarray(p), np.asarray(nbytes)).shape)

@@ -98,16 +98,20 @@ def validate_table(df: pd.DataFrame, *, source: str = "rubric table") -> pd.Data
         if col in df.columns:
             out[col] = _numeric(df, col, source)
     p = out["p"].to_numpy()
-    if np.any(p < 1) or np.any(p != np.floor(p)):
+    bad = ~np.isfinite(p) | (p < 1) | (p != np.floor(p))
+    if bad.any():
         raise ValueError(f"{source}: column 'p' must hold whole numbers >= 1, got "
-                         f"{p[(p < 1) | (p != np.floor(p))][0]:g}")
-    if np.any(~np.isfinite(out["seconds"])) or np.any(out["seconds"] <= 0):
-        raise ValueError(f"{source}: column 'seconds' must be > 0, got "
-                         f"{out['seconds'][out['seconds'] <= 0].iloc[0]:g}")
-    if "rate_per_hour" in out and np.any(out["rate_per_hour"] < 0):
-        raise ValueError(f"{source}: column 'rate_per_hour' must be >= 0")
-    if "work" in out and np.any(out["work"] <= 0):
-        raise ValueError(f"{source}: column 'work' must be > 0")
+                         f"{p[bad][0]:g}")
+    sec = out["seconds"].to_numpy()
+    bad = ~np.isfinite(sec) | (sec <= 0)
+    if bad.any():
+        raise ValueError(f"{source}: column 'seconds' must be > 0 and finite, got "
+                         f"{sec[bad][0]:g}")
+    if "rate_per_hour" in out and np.any(~np.isfinite(out["rate_per_hour"])
+                                         | (out["rate_per_hour"] < 0)):
+        raise ValueError(f"{source}: column 'rate_per_hour' must be finite and >= 0")
+    if "work" in out and np.any(~np.isfinite(out["work"]) | (out["work"] <= 0)):
+        raise ValueError(f"{source}: column 'work' must be finite and > 0")
     dup = out["p"].duplicated()
     if dup.any():
         raise ValueError(f"{source}: p={int(out['p'][dup].iloc[0])} appears more than "

@@ -123,6 +123,10 @@ class TestInvalid:
         ("p", [1, 2.5], "whole numbers >= 1"),
         ("p", [2, 2], "appears more than once"),
         ("seconds", [10.0, "fast"], "not a number"),
+        ("seconds", [10.0, math.inf], "'seconds' must be > 0"),
+        ("p", [1, math.inf], "whole numbers >= 1"),
+        ("rate_per_hour", [1.0, math.inf], "'rate_per_hour' must be"),
+        ("work", [1.0, math.inf], "'work' must be"),
     ])
     def test_bad_values(self, col, values, msg):
         df = pd.DataFrame({"p": [1, 2], "seconds": [10.0, 6.0]})

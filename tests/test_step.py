@@ -100,6 +100,17 @@ class TestLevelTimes:
         with pytest.raises(ValueError, match="nbytes"):
             hierarchy.collective_time(lvl, "allreduce", "ring", 4, -1)
 
+    def test_nothing_to_predict_with_is_a_clear_error(self):
+        # only an all-reduce fitted, no p2p: the two-level scheme's intra-node
+        # reduce-scatter has no constants at all
+        lvl = {"algorithms": {"allreduce": {"ring": fx.registry_entry(1e-6, 1e-10)}},
+               "gamma": {"value": None}}
+        with pytest.raises(ValueError, match="no fitted reduce_scatter.*no point-to-point"):
+            hierarchy.fastest(lvl, "reduce_scatter", 4, 1e6)
+        with pytest.raises(ValueError, match="no fitted reduce_scatter"):
+            hierarchy.predict_allreduce({"topologies": {"intra": lvl, "inter": lvl}},
+                                        2, 4, 1e6)
+
 
 class TestHierarchical:
     c = fx.two_level(q=4, nodes=8)
