@@ -41,7 +41,7 @@ def main(argv=None) -> int:
             run = merge_runs(args.runs, args.out)
         for w in caught:
             print(f"collcost merge: warning: {w.message}", file=sys.stderr)
-    except (RunFormatError, ValueError, FileExistsError) as exc:
+    except (RunFormatError, ValueError, OSError) as exc:  # OSError: --out not creatable
         parser.print_usage(sys.stderr)
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2

@@ -33,6 +33,7 @@ op)``, ``allreduce(comm, sendbuf, recvbuf, op)``, ``allgather(comm, sendbuf, rec
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
@@ -156,9 +157,36 @@ def _spec(buf, count: int, dtype: str) -> list:
 
 
 # ---------------------------------------------------------------------------------
-# Reference data for the correctness check: rank r contributes (r + 1) * g(i), with
-# g(i) = 1 + i mod 7 at global element index i.  Small integers: exact in every dtype.
+# Reference data for the correctness check: rank r contributes c(r) * g(i), with
+# g(i) = 1 + i mod 7 at global element index i and c(r) = 1 + r mod m.  m = p (every
+# rank distinct) unless a sum over the ranks would pass the integers the dtype holds
+# exactly (float32: 2^24, from ~2190 ranks on); then m is the largest period that keeps
+# every partial sum exact, so the check does not depend on the reduction order.
 # ---------------------------------------------------------------------------------
+
+_EXACT_INTEGERS = {"float32": 2**24, "float64": 2**53, "int32": 2**31 - 1,
+                   "int64": 2**63 - 1}
+
+
+def _factor_sum(p: int, m: int) -> int:
+    """Sum of c(r) = 1 + r mod m over r = 0..p-1."""
+    q, rem = divmod(p, m)
+    return q * m * (m + 1) // 2 + rem * (rem + 1) // 2
+
+
+@functools.lru_cache(maxsize=64)
+def _rank_period(p: int, dtype: str) -> int:
+    """The period m of the rank factors c(r) (see above)."""
+    limit = _EXACT_INTEGERS[_check_dtype(dtype)] // _PATTERN_PERIOD
+    for m in range(p, 0, -1):
+        if _factor_sum(p, m) <= limit:
+            return m
+    raise ValueError(f"the correctness check of {p} ranks cannot stay exact in {dtype}")
+
+
+def _rank_factor(rank: int, p: int, dtype: str) -> int:
+    """c(rank): the multiple of g(i) rank ``rank`` contributes to a reduction."""
+    return 1 + rank % _rank_period(p, dtype)
 
 def _pattern(start: int, length: int, dtype: str) -> np.ndarray:
     """g(i) for i in [start, start + length) as ``dtype`` (host array)."""
@@ -166,9 +194,10 @@ def _pattern(start: int, length: int, dtype: str) -> np.ndarray:
     return np.resize(np.roll(base, -(start % _PATTERN_PERIOD)), length)
 
 
-def _op_factor(op: str, p: int) -> int:
-    """op over r = 0..p-1 of (r + 1): the multiple of g(i) a reduction yields."""
-    return {"sum": p * (p + 1) // 2, "max": p, "min": 1}[op]
+def _op_factor(op: str, p: int, dtype: str) -> int:
+    """op over r = 0..p-1 of c(r): the multiple of g(i) a reduction yields."""
+    m = _rank_period(p, dtype)
+    return {"sum": _factor_sum(p, m), "max": min(p, m), "min": 1}[op]
 
 
 def _host(buf) -> np.ndarray:
@@ -263,10 +292,10 @@ def _allreduce(comm, algorithm, count, dtype, op, buffer):
 
     def check():
         g = _pattern(0, count, dtype)
-        _fill(send, g * (rank + 1))
+        _fill(send, g * _rank_factor(rank, p, dtype))
         _fill(recv, np.zeros(count, dtype))
         call()
-        return _agree(comm, np.array_equal(_host(recv), g * _op_factor(op, p)))
+        return _agree(comm, np.array_equal(_host(recv), g * _op_factor(op, p, dtype)))
 
     return Prepared("allreduce", algorithm, count, call, check, inputs=(send,),
                     outputs=(recv,))
@@ -290,10 +319,10 @@ def _reduce_scatter(comm, algorithm, count, dtype, op, buffer):
         call = partial(fn, comm, send, recv, mop)
 
     def check():
-        _fill(send, _pattern(0, count, dtype) * (rank + 1))
+        _fill(send, _pattern(0, count, dtype) * _rank_factor(rank, p, dtype))
         _fill(recv, np.zeros(mine, dtype))
         call()
-        expected = _pattern(displs[rank], mine, dtype) * _op_factor(op, p)
+        expected = _pattern(displs[rank], mine, dtype) * _op_factor(op, p, dtype)
         return _agree(comm, np.array_equal(_host(recv), expected))
 
     return Prepared("reduce_scatter", algorithm, count, call, check, inputs=(send,),

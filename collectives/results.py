@@ -191,18 +191,21 @@ def _check_point(point: dict) -> None:
     if point["topology"] not in TOPOLOGIES:
         raise RunFormatError(f"point has unknown topology {point['topology']!r}; "
                              f"expected one of {', '.join(TOPOLOGIES)}")
-    for k in ("ranks", "nodes"):
-        if int(point[k]) < 1:
-            raise RunFormatError(f"point field {k} must be >= 1, got {point[k]!r}")
-    for k in ("bytes", "count"):
-        if int(point[k]) < 0:
-            raise RunFormatError(f"point field {k} must be >= 0, got {point[k]!r}")
+    for k, low in (("ranks", 1), ("nodes", 1), ("bytes", 0), ("count", 0),
+                   ("repetitions", 0)):
+        v = _plain(point[k])
+        if isinstance(v, bool) or not (isinstance(v, int) or isinstance(v, float)
+                                       and v.is_integer()):
+            raise RunFormatError(f"point field {k} must be a whole number, got {v!r}")
+        if v < low:
+            raise RunFormatError(f"point field {k} must be >= {low}, got {v!r}")
     if point["stop_rule"] not in STOP_RULES:
         raise RunFormatError(f"point has unknown stop_rule {point['stop_rule']!r}; "
                              f"expected one of {', '.join(STOP_RULES)}")
     samples = point["samples"]
-    if not isinstance(samples, dict) or any(k not in samples for k in SAMPLE_KEYS):
-        raise RunFormatError(f"point samples must be a dict with keys "
+    if not isinstance(samples, dict) or any(k not in samples for k in SAMPLE_KEYS) \
+            or any(not hasattr(samples[k], "__len__") for k in SAMPLE_KEYS):
+        raise RunFormatError(f"point samples must be a dict of lists with keys "
                              f"{', '.join(SAMPLE_KEYS)}")
     lengths = {k: len(samples[k]) for k in SAMPLE_KEYS}
     if len(set(lengths.values())) != 1:

@@ -32,6 +32,7 @@ from .costs import AUXILIARY, COLLECTIVES, NATIVE, algorithms as registered_algo
 from .costs import busbw_factor, size_convention
 from . import gpu
 from .operations import DTYPES, MAX_COUNT, OPS, element_count, memory_per_rank
+from .stats import relative_halfwidth
 from .topology import REQUESTS, check_ranks, default_ranks, resolve_topologies
 
 __all__ = ["UsageError", "Options", "parse_size", "parse_sizes", "parse_list",
@@ -305,9 +306,9 @@ def validate(raw: dict, layout, *, run_id: str = "run") -> Options:
     from .harness import TimingOptions
 
     quick = bool(raw.get("quick"))
-    colls = parse_list(raw.get("collectives") or ",".join(ALL_KINDS), "--collectives",
+    colls = parse_list(_num(raw, "collectives", ",".join(ALL_KINDS)), "--collectives",
                        ALL_KINDS)
-    algos = parse_list(raw.get("algorithms") or NATIVE, "--algorithms",
+    algos = parse_list(_num(raw, "algorithms", NATIVE), "--algorithms",
                        _all_algorithm_names(), extra=("all",))
     if "all" in algos:
         algos = _all_algorithm_names()
@@ -323,7 +324,7 @@ def validate(raw: dict, layout, *, run_id: str = "run") -> Options:
         except (ImportError, AttributeError):
             raise UsageError("--algorithms: hand-written algorithms are not available "
                              "(collectives.algorithms.get is missing); use native") from None
-    sizes = parse_sizes(raw.get("sizes") or (QUICK_SIZES if quick else DEFAULT_SIZES))
+    sizes = parse_sizes(_num(raw, "sizes", QUICK_SIZES if quick else DEFAULT_SIZES))
     dtype = _choice(raw.get("dtype"), "--dtype", DTYPES, "float32")
     op = _choice(raw.get("op"), "--op", OPS, "sum")
     for s in sizes:
@@ -336,7 +337,7 @@ def validate(raw: dict, layout, *, run_id: str = "run") -> Options:
                              f"an MPI count holds ({MAX_COUNT})")
     try:
         topologies = resolve_topologies(layout, parse_list(
-            raw.get("topology") or "auto", "--topology", REQUESTS))
+            _num(raw, "topology", "auto"), "--topology", REQUESTS))
     except ValueError as exc:
         raise UsageError(f"--topology: {exc}") from None
     request = raw.get("rank_request")
@@ -349,7 +350,7 @@ def validate(raw: dict, layout, *, run_id: str = "run") -> Options:
                            else default_ranks(layout, topo))
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    sync = raw.get("sync") or "barrier"
+    sync = _num(raw, "sync", "barrier")
     try:
         TimingOptions(sync=sync,
                       target_ci=_num(raw, "target_ci", DEFAULT_TARGET_CI),
@@ -378,8 +379,9 @@ def validate(raw: dict, layout, *, run_id: str = "run") -> Options:
                             f"{need} B per rank, more than --max-memory {max_memory} B")
     timeout = raw.get("point_timeout")
     timeout = 120 + 20 * budget if timeout is None else float(timeout)
-    if timeout < 0:
-        raise UsageError(f"--point-timeout must be >= 0 (0 disables), got {timeout}")
+    if not 0 <= timeout < float("inf"):
+        raise UsageError(f"--point-timeout must be >= 0 (0 disables) and finite, got "
+                         f"{timeout}")
     seed = raw.get("seed")
     seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
     resume = raw.get("resume")
@@ -601,8 +603,8 @@ def _summary_table(rows) -> str:
             busbw = f"{algbw * float(busbw_factor(r['collective'], r['ranks'])):10.3f}"
         except ValueError:
             busbw = f"{'-':>10s}"
-        half = (r["ci_high_s"] - r["ci_low_s"]) / 2
-        ci = 100 * half / t if t > 0 else float("nan")
+        # the wider side of the asymmetric CI, as the stopping rule measures it
+        ci = 100 * relative_halfwidth(t, r["ci_low_s"], r["ci_high_s"])
         flags = ",".join(f for f, on in (("unstable", r["unstable"]),
                                          ("INCORRECT", not r["correct"])) if on)
         lines.append(f"{r['collective']:14s} {r['algorithm']:18s} {r['topology']:5s} "
@@ -832,9 +834,9 @@ def main(argv=None) -> int:
         raise
     except BaseException as exc:  # noqa: BLE001 -- report, then take the job down
         rank = MPI.COMM_WORLD.Get_rank()
-        traceback.print_exc()
-        sys.stderr.write(f"collcost: rank {rank}: {type(exc).__name__}: {exc}; "
-                         "aborting the job\n")
+        # one write: a second one can be lost when the abort tears the job down
+        sys.stderr.write(traceback.format_exc() + f"collcost: rank {rank}: "
+                         f"{type(exc).__name__}: {exc}; aborting the job\n")
         sys.stderr.flush()
         MPI.COMM_WORLD.Abort(1)
         return 1

@@ -153,6 +153,22 @@ class TestReader:
         with pytest.raises(RunFormatError, match="line 2 is not valid JSON"):
             read_run(tmp_path / "r")
 
+    @pytest.mark.parametrize("change,msg", [
+        (dict(ranks=None), "ranks"), (dict(bytes="lots"), "bytes"),
+        (dict(repetitions=None), "repetitions"), (dict(count=float("nan")), "count"),
+        (dict(samples={"max": 1.0, "min": 1.0, "mean": 1.0}), "samples"),
+    ])
+    def test_damaged_field_is_a_format_error(self, tmp_path, change, msg):
+        # a hand-edited or damaged line used to escape as TypeError/ValueError with no
+        # file, line or field named (merge and the fitter report RunFormatError only)
+        write_run(tmp_path / "r", [8])
+        with open(tmp_path / "r" / "points.jsonl", "a") as fh:
+            for point in (make_point(16, **change), make_point(32)):
+                point.update(launch="x", timestamp_utc="2026-01-01T00:00:00.000000Z")
+                fh.write(json.dumps(point) + "\n")
+        with pytest.raises(RunFormatError, match=f"line 2: .*{msg}"):
+            read_run(tmp_path / "r")
+
     def test_unknown_schema_version(self, tmp_path):
         write_run(tmp_path / "r", [8])
         m = json.loads((tmp_path / "r" / "metadata.json").read_text())
@@ -278,3 +294,18 @@ class TestMerge:
         with pytest.raises(SystemExit) as exc:
             main([str(tmp_path / "a")])  # --out missing: argparse usage error
         assert exc.value.code == 2
+
+
+def test_merge_cli_unwritable_out_is_a_clean_error(tmp_path, capsys):
+    # an --out that cannot be created used to end in an OSError traceback (status 1)
+    from collectives.merge import main
+    write_run(tmp_path / "a", [8])
+    write_run(tmp_path / "b", [8])
+    (tmp_path / "file").write_text("not a directory")
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out",
+                 str(tmp_path / "file" / "m")]) == 2
+    assert "file" in capsys.readouterr().err
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out",
+                 "/proc/collcost-merge-test"]) == 2
+    assert "/proc/collcost-merge-test" in capsys.readouterr().err
+    assert not os.path.exists("/proc/collcost-merge-test")

@@ -43,6 +43,17 @@ BAD = [
     (["--time-budget", "-1"], "time_budget must be a finite number > 0"),
     (["--min-reps", "10", "--max-reps", "5"], "max_reps (5) must be >= min_reps (10)"),
     (["--point-timeout", "-1"], "--point-timeout must be >= 0"),
+    # non-finite timeouts used to pass: nan silently disabled the watchdog, inf
+    # crashed its thread (Condition.wait(inf) overflows), so no point was guarded
+    (["--point-timeout", "nan"], "--point-timeout must be >= 0"),
+    # an empty value (e.g. an unset shell variable) used to mean "the default": a
+    # full 8:64M sweep of everything instead of an error
+    (["--sizes", ""], "--sizes is empty"),
+    (["--collectives", ""], "--collectives is empty"),
+    (["--algorithms", ""], "--algorithms is empty"),
+    (["--topology", ""], "--topology is empty"),
+    (["--sync", ""], "sync must be one of barrier, window, got ''"),
+    (["--point-timeout", "inf"], "--point-timeout must be >= 0"),
     (["--resume", "/nonexistent/run"], "--resume: /nonexistent/run: not a run directory"),
     (["--resume", "/tmp", "--out", "/tmp/x"], "--out and --resume exclude each other"),
 ]

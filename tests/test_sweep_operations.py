@@ -98,3 +98,51 @@ def test_checks_pass_for_every_operation(n):
     assert out["caught"], "a wrong allreduce passed the correctness check"
     # 3 small sizes x (2 dtypes x 3 ops) + 1 large size, over every (collective, alg)
     assert out["done"] > 100
+
+
+# The check's reference data must stay exactly representable however the ranks'
+# contributions are summed: with rank r contributing (r + 1) * g(i), a float32 sum
+# passes 2^24 from ~2190 ranks on and the check reported correct=false for a right
+# result (default dtype and op).  One MPI rank; p simulated ranks whose Allreduce is
+# done in numpy, in rank order (any order is exact once the sums are).
+LARGE_P = r"""
+import json
+import numpy as np
+from collectives.operations import prepare
+
+class Fake:
+    def __init__(self, rank, p, sends, result):
+        self.rank, self.p, self.sends, self.result = rank, p, sends, result
+    def Get_rank(self):
+        return self.rank
+    def Get_size(self):
+        return self.p
+    def Allreduce(self, s, r, op):
+        self.sends.append(np.asarray(s[0]).copy())
+        out = np.asarray(r[0])
+        out[...] = 0 if self.result is None else self.result
+    def allreduce(self, value, op=None):
+        return value
+
+bad = []
+for p in (3, 2189, 4096):
+    for dtype in ("float32", "float64"):
+        sends = []
+        for r in range(p):
+            prepare(Fake(r, p, sends, None), "allreduce", "native", 56, dtype, "sum").check()
+        acc = sends[0].copy()
+        for x in sends[1:]:
+            acc = acc + x
+        ok = [prepare(Fake(r, p, [], acc), "allreduce", "native", 56, dtype,
+                      "sum").check() for r in (0, p // 2, p - 1)]
+        if not all(ok):
+            bad.append([p, dtype])
+print("RESULT " + json.dumps(bad))
+"""
+
+
+def test_check_is_exact_at_thousands_of_ranks():
+    proc = mpirun(1, ["-c", LARGE_P], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+    assert json.loads(line[len("RESULT "):]) == []
