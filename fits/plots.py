@@ -77,7 +77,8 @@ def plot_entry(efit, path, *, confidence: float = 0.95) -> Path:
         e = efit.entry
         if "alpha" in e and e.get("alpha") is not None:
             label = (f"α={e['alpha'] * 1e6:.3g} µs  β={e['beta'] * 1e12:.3g} ps/B"
-                     + (f"  γ={e['gamma'] * 1e12:.3g} ps/B" if e.get("gamma") else ""))
+                     + (f"  γ={e['gamma'] * 1e12:.3g} ps/B" if e.get("gamma") else "")
+                     + ("  (largest-size segment)" if e.get("breakpoints") else ""))
         elif "value" in e:
             label = f"γ={e['value'] * 1e12:.3g} ps/B (largest sizes)"
         else:
