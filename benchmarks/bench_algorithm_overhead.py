@@ -25,7 +25,6 @@ Exit status 0; 2 on bad arguments or fewer than 2 ranks.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -40,12 +39,11 @@ from collectives.algorithms import messages  # noqa: E402
 from collectives.mpi import MPI  # noqa: E402
 from collectives.sweep import parse_sizes  # noqa: E402
 
-from bench_algorithms import calls as collective_calls  # noqa: E402  (same folder)
+from bench_algorithms import calls as collective_calls, checked, quiet_parser  # noqa: E402,E501  (same folder)
 
 
 def parse(argv, rank):
-    parser = argparse.ArgumentParser(prog="bench_algorithm_overhead.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = quiet_parser("bench_algorithm_overhead.py", rank)
     parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("8,64K,4M"),
                         help="sizes in bytes by each collective's convention (whole "
                              "vector; default 8,64KiB,4MiB)")
@@ -53,23 +51,11 @@ def parse(argv, rank):
                         help="timed batches per entry and size (default 15, at least 3)")
     parser.add_argument("--batch-time", type=float, default=0.01,
                         help="target seconds per batch (default 0.01)")
-    parser.add_argument("--collectives", default=",".join(costs.COLLECTIVES),
-                        help="comma list (default all)")
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"],
                         help="element type (default float64: 8 B is one element)")
-    if rank != 0:
-        parser.print_usage = parser.print_help = lambda *a, **k: None
-        parser._print_message = lambda *a, **k: None
-    args = parser.parse_args(argv)
-    colls = [c for c in args.collectives.split(",") if c]
-    bad = [c for c in colls if c not in costs.COLLECTIVES]
-    if bad or args.batches < 3 or not args.batch_time > 0:
-        if rank == 0:
-            print(f"bench_algorithm_overhead.py: error: unknown collective {bad}, "
-                  "--batches below 3 or --batch-time not positive", file=sys.stderr)
-        sys.exit(2)
-    args.collectives = colls
-    return args
+    return checked(parser, argv, rank, lambda a: (
+        "--batches below 3" if a.batches < 3 else
+        "--batch-time not positive" if not a.batch_time > 0 else None))
 
 
 def batch(comm, call, k):

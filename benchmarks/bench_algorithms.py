@@ -40,33 +40,46 @@ from collectives.sweep import parse_sizes  # noqa: E402
 TARGET = ("allreduce", "ring", 1.25, 1 << 20)
 
 
-def parse(argv, rank):
-    parser = argparse.ArgumentParser(prog="bench_algorithms.py", description=__doc__,
+def quiet_parser(prog, rank):
+    """An argparse parser for a benchmark run on every rank: only rank 0 prints."""
+    parser = argparse.ArgumentParser(prog=prog, description=sys.modules["__main__"].__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--collectives", default=",".join(costs.COLLECTIVES),
+                        help="comma list (default all)")
+    if rank != 0:
+        parser.print_usage = parser.print_help = lambda *a, **k: None
+        parser._print_message = lambda *a, **k: None
+    return parser
+
+
+def checked(parser, argv, rank, problem):
+    """Parse ``argv``; exit 2 (message on rank 0) on an unknown collective or when
+    ``problem(args)`` names one."""
+    args = parser.parse_args(argv)
+    colls = [c for c in args.collectives.split(",") if c]
+    bad = [c for c in colls if c not in costs.COLLECTIVES]
+    message = f"unknown collective(s) {', '.join(bad)}" if bad else problem(args)
+    if message:
+        if rank == 0:
+            print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+    args.collectives = colls
+    return args
+
+
+def parse(argv, rank):
+    parser = quiet_parser("bench_algorithms.py", rank)
     parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("1M,4M,16M"),
                         help="message sizes in bytes by each collective's convention "
                              "(default 1MiB,4MiB,16MiB)")
     parser.add_argument("--repetitions", type=int, default=30,
                         help="timed repetitions per algorithm and size (default 30)")
-    parser.add_argument("--collectives", default=",".join(costs.COLLECTIVES),
-                        help="comma list (default all)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                         help="element type (default float32)")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when the ring all-reduce misses its target")
-    if rank != 0:
-        parser.print_usage = parser.print_help = lambda *a, **k: None
-        parser._print_message = lambda *a, **k: None
-    args = parser.parse_args(argv)
-    colls = [c for c in args.collectives.split(",") if c]
-    bad = [c for c in colls if c not in costs.COLLECTIVES]
-    if bad or args.repetitions < 3:
-        if rank == 0:
-            print(f"bench_algorithms.py: error: unknown collective {bad} or "
-                  "--repetitions below 3", file=sys.stderr)
-        sys.exit(2)
-    args.collectives = colls
-    return args
+    return checked(parser, argv, rank,
+                   lambda a: "--repetitions below 3" if a.repetitions < 3 else None)
 
 
 def once(comm, call):
