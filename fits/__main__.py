@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 
 from . import constants as constants_file
-from . import model, report, segments
+from . import model, segments, summary
 from .fit import FitError, FitOptions, fit_runs
 
 EXIT_USAGE = 2
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         paths = plot_all(result.entries, args.plots, confidence=args.confidence)
         say(f"wrote {len(paths)} plot(s) to {args.plots}")
     if not args.quiet:
-        print(report.format_summary(result.constants))
+        print(summary.format_summary(result.constants))
     return 0
 
 

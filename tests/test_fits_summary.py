@@ -1,8 +1,8 @@
-"""fits.report and fits.plots on a two-topology synthetic fit."""
+"""fits.summary and fits.plots on a two-topology synthetic fit."""
 import pandas as pd
 import pytest
 
-from fits import report, synthetic
+from fits import summary, synthetic
 from fits.fit import FitOptions, fit_points
 
 SIZES = (0,) + tuple(2 ** k for k in range(0, 24, 2))
@@ -33,15 +33,15 @@ def test_topologies_fitted_separately(result):
 
 
 def test_summary_table(result):
-    table = report.summary_table(result.constants)
-    assert list(table.columns) == list(report.COLUMNS)
+    table = summary.summary_table(result.constants)
+    assert list(table.columns) == list(summary.COLUMNS)
     # intra: p2p, γ probe, ring, native bcast at p = 2 and 4; inter: p2p, the (borrowed)
     # γ probe, ring
     assert len(table) == 8
     row = table[(table.topology == "inter") & (table.algorithm == "ring")].iloc[0]
     assert row.beta_ps_per_B == pytest.approx(1000, rel=0.02)
     assert row.bw_GBps == pytest.approx(1.0, rel=0.02)
-    text = report.format_summary(result.constants)
+    text = summary.format_summary(result.constants)
     assert "inter: gamma = " in text and "reduce_local" in text
 
 
