@@ -11,7 +11,7 @@ with every link rate-limited to ``--rate``:
    configured link rate (β_wire = 8 / rate seconds per byte); the target is within 10%;
 3. on the first layout with >= 2 hosts and >= 2 ranks per host, measures the all-reduce
    over all its ranks (``--topology world``) and prints it against
-   ``fits.hierarchy.predict_allreduce`` from the intra and inter constants.
+   ``fits.predict.hierarchy.predict_allreduce`` from the intra and inter constants.
 
 What α means here: the kernel has no netem, so no latency is injected; the inter-node α
 is the kernel's TCP path through veth pairs and a bridge plus MPI and Python overheads.
@@ -137,7 +137,7 @@ def link_share_rows(run: Path, layout: str, wire_beta: float) -> list:
 def hierarchical_rows(consts: dict, world_run: Path, nodes: int, q: int) -> list:
     """Measured all-reduce over ``nodes`` x ``q`` ranks against the two-level prediction."""
     from collectives.results import read_run
-    from fits import hierarchy
+    from fits.predict import hierarchy
     pts = read_run(world_run).points
     pts = pts[(pts["collective"] == "allreduce") & (pts["topology"] == "world")
               & (pts["ranks"] == nodes * q)]

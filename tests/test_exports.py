@@ -1,9 +1,9 @@
-"""Exports (fits.exports): each document is read back the way its tool reads it and
+"""Exports (fits.predict.exports): each document is read back the way its tool reads it and
 must reproduce the model's times for several sizes.
 
 The readers here restate each *external* tool's own arithmetic (Calculon's
 Network.time, ASTRA-sim's BasicTopology delay, SimGrid's SMPI factor lookup, Alpa's
-all_reduce_cost); the expected times come from fits.hierarchy / collectives.costs.
+all_reduce_cost); the expected times come from fits.predict.hierarchy / collectives.costs.
 """
 import json
 import re
@@ -13,7 +13,7 @@ import pytest
 
 import predict_fixtures as fx
 from collectives import costs
-from fits import exports, hierarchy
+from fits.predict import exports, hierarchy
 from fits.predict import main
 
 SIZES = [0, 1, 1000, 65535, 65536, 3 * 2 ** 20, 2 ** 26]

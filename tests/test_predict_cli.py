@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import predict_fixtures as fx
-from fits import scaling
+from fits.predict import scaling
 from fits.predict import main, parse_workers
 
 

@@ -1,11 +1,11 @@
-"""The scaling rubric (fits.rubric) on tables built from known serial fractions."""
+"""The scaling rubric (fits.predict.rubric) on tables built from known serial fractions."""
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fits import rubric, scaling
+from fits.predict import rubric, scaling
 
 P = np.array([1, 2, 4, 8, 16, 32])
 

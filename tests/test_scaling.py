@@ -1,4 +1,4 @@
-"""Scaling laws (fits.scaling): hand-computed values, properties, invalid inputs."""
+"""Scaling laws (fits.predict.scaling): hand-computed values, properties, invalid inputs."""
 import math
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fits import scaling
+from fits.predict import scaling
 
 fractions = st.floats(0.0, 1.0, allow_nan=False)
 workers = st.integers(1, 100_000)

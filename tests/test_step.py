@@ -1,4 +1,4 @@
-"""Hierarchical all-reduce (fits.hierarchy) and the training-step model (fits.step).
+"""Hierarchical all-reduce (fits.predict.hierarchy) and the training-step model (fits.predict.step).
 
 Expected values are composed by hand from collectives.costs.predict, the registry.
 """
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import predict_fixtures as fx
 from collectives import costs
-from fits import hierarchy, step
+from fits.predict import hierarchy, step
 
 N_BYTES = [0, 8, 4096, 65536, 3 * 2 ** 20, 2 ** 24]
 

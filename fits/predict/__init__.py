@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import exports, rubric, scaling, step
+from . import exports, rubric, scaling, step
 
 __all__ = ["main", "COMMANDS", "parse_workers", "parse_floats"]
 

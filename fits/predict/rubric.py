@@ -14,7 +14,7 @@ speedup when ``work`` grows with ``p`` (a baseline above 1 assumes perfect scali
 it).  Then efficiency ``S/p``, the least-squares Amdahl serial fraction and its ceiling,
 the model speedup, Karp–Flatt per ``p``, cost per run / per unit of work / work per unit
 of money, the quality gate, and recommendations made only from rows that pass it.
-All laws come from :mod:`fits.scaling`.
+All laws come from :mod:`fits.predict.scaling`.
 """
 from __future__ import annotations
 

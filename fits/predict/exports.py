@@ -1,7 +1,7 @@
 """Exports of a constants file for other planners and simulators.
 
 Four targets, each in the units its reader expects (``cost-models.md``, "Planner input
-formats"); per-level constants come from :func:`fits.hierarchy.level_constants` and every
+formats"); per-level constants come from :func:`fits.predict.hierarchy.level_constants` and every
 coefficient from :mod:`collectives.costs`:
 
 ``calculon``

@@ -34,7 +34,7 @@ import numpy as np
 
 from collectives import costs
 
-from .segments import assign
+from ..segments import assign
 
 __all__ = ["STAGES", "level", "fitted_algorithms", "level_constants", "collective_time",
            "fastest", "predict_allreduce", "allreduce_breakdown"]

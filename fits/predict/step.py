@@ -11,13 +11,13 @@ with ``T_c`` the compute time of one step on one worker, ``T_serial`` time that 
 count shortens (optimizer step, data loading...) and ``overlap`` the fraction of the
 communication hidden behind computation (bounded by the computation time).
 
-The all-reduce time comes from :func:`fits.hierarchy.allreduce_breakdown`: intra-node
+The all-reduce time comes from :func:`fits.predict.hierarchy.allreduce_breakdown`: intra-node
 constants while ``K`` fits in a node, the two-level scheme once it spans
 ``ceil(K / ranks_per_node)`` nodes; ``algorithm=None`` takes the fastest fitted algorithm
 at that size.  Explicit α, β, γ are turned into a constants dict by
 :func:`explicit_constants` and go through the same path.
 
-Per ``K`` (laws from :mod:`fits.scaling`): serial fraction ``s(K) = T_comm / (T_comp +
+Per ``K`` (laws from :mod:`fits.predict.scaling`): serial fraction ``s(K) = T_comm / (T_comp +
 T_comm)``, speedup (strong ``T(1)/T(K)``; weak ``K T(1)/T(K)``, the throughput ratio),
 efficiency ``S/K``, Amdahl ceiling ``1/s(K)``, cost per step and per unit of work (one
 unit = one step's work at K = 1).
