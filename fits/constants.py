@@ -174,7 +174,7 @@ def validate(obj) -> None:
 
 def save(obj: dict, path) -> Path:
     """Validate ``obj`` and write it to ``path`` atomically (nothing written if invalid)."""
-    from collectives.results import atomic_write_text
+    from collectives.files import atomic_write_text
 
     validate(obj)
     text = json.dumps(obj, indent=1, allow_nan=False) + "\n"

@@ -92,7 +92,9 @@ def plot_entry(efit, path, *, confidence: float = 0.95) -> Path:
         axr.grid(True, alpha=0.3)
         fig.tight_layout()
         path = Path(path)
-        fig.savefig(path, dpi=90)
+        from collectives.files import atomic_path
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
     finally:
         plt.close(fig)
     return path

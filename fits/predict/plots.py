@@ -6,8 +6,6 @@ file in the same directory, then renamed).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +24,13 @@ def _pyplot():
 
 
 def _save(fig, path) -> Path:
+    from collectives.files import atomic_path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; plots are for sharing
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         fig.clf()
         import matplotlib.pyplot as plt
         plt.close(fig)

@@ -1,0 +1,235 @@
+"""Output files: atomic writes and the one check every output path goes through.
+
+Every command of collcost writes its outputs through this module:
+
+* :func:`atomic_write_text`, :func:`atomic_write_bytes`, :func:`atomic_write_json`
+  and the :func:`atomic_path` context manager (for writers that want a file name, such
+  as matplotlib's ``savefig``) write a temporary file in the destination's directory,
+  fsync it, rename it over the destination and fsync the directory: readers see the
+  old file or the complete new one, never a partial one, and a failure leaves the old
+  file (or nothing).
+* :func:`check_output` refuses, before any work, an output path that is empty, is or
+  lies inside one of the command's inputs (symbolic links resolved, hard links
+  compared by inode), has no writable directory to go in, or exists when it must not.
+  It raises :class:`UsageError` (a ``ValueError``) whose message starts with the
+  option's name; the commands print it and exit with status 2.
+
+This module imports nothing heavy (no MPI, numpy or pandas).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["UsageError", "atomic_write_text", "atomic_write_bytes", "atomic_write_json",
+           "atomic_path", "check_output", "check_input", "fsync_dir"]
+
+
+class UsageError(ValueError):
+    """A bad command line or input file: one line naming the option, file, line or
+    field; the command exits with status 2 and writes nothing."""
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def fsync_dir(path) -> None:
+    """fsync directory ``path`` (makes a rename or a new file in it durable); errors
+    (e.g. file systems that refuse directory fsync) are ignored."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ".tmp"):
+    """Context manager yielding a temporary path next to ``path``; on a normal exit the
+    temporary file is fsynced and renamed over ``path``, on an exception it is removed
+    and ``path`` is left as it was.  ``suffix`` is kept on the temporary name (some
+    writers pick the format from it, e.g. ``".png"``)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; act like open()
+        yield Path(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync,
+    rename, directory fsync)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; act like open()
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically: readers see either the old file or
+    the complete new one, never a partial one."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _strict(obj):
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if hasattr(obj, "tolist"):  # numpy scalar or array
+        return _strict(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def atomic_write_json(path, obj, *, indent: int | None = 2) -> None:
+    """Write ``obj`` as strict JSON (numpy values as Python values, NaN and infinities
+    as ``null``) plus a newline, atomically.  Serialisation happens before the file is
+    touched: an object that cannot be written leaves ``path`` as it was."""
+    text = json.dumps(_strict(obj), indent=indent, allow_nan=False) + "\n"
+    atomic_write_text(path, text)
+
+
+def _resolve(path) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(str(path)))).resolve(strict=False)
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _probe_writable(directory: Path, option: str, shown) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".collcost-probe-", dir=directory)
+    except OSError as exc:
+        raise UsageError(f"{option} {shown}: cannot write in {directory} "
+                         f"({exc.strerror or exc})") from None
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def check_input(path, *, option: str = "input", directory: bool | None = False) -> Path:
+    """A usage error unless ``path`` is non-empty and names an existing readable file
+    (``directory=False``), directory (``True``) or either (``None``); returns it
+    resolved."""
+    text = "" if path is None else str(path)
+    if not text.strip():
+        raise UsageError(f"{option} is empty")
+    p = Path(text)
+    if not p.exists():
+        raise UsageError(f"{option} {text}: no such file or directory")
+    if directory is False and p.is_dir():
+        raise UsageError(f"{option} {text}: is a directory, expected a file")
+    if directory is True and not p.is_dir():
+        raise UsageError(f"{option} {text}: is not a directory")
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"{option} {text}: not readable")
+    return _resolve(p)
+
+
+def check_output(path, *, inputs=(), option: str = "--out", overwrite: bool = False,
+                 directory: bool = False, parents: bool = False) -> Path:
+    """Check an output path before any work; return it resolved.
+
+    Raises :class:`UsageError` (message starting with ``option``) when ``path`` is
+    empty; is, or is inside, one of ``inputs`` (files or run directories; symbolic
+    links resolved, hard links detected); has no writable directory to be created in (a probe file is created and removed); or
+    exists when it must not:
+
+    * ``directory=False`` (a file): an existing directory is always refused; an
+      existing file only when ``overwrite`` is False.
+    * ``directory=True`` (a directory to create or fill): an existing non-directory is
+      refused; an existing non-empty directory only when ``overwrite`` is False.
+
+    ``parents=True`` allows missing parent directories (the caller creates them); the
+    nearest existing ancestor must then be a writable directory.
+    """
+    text = "" if path is None else str(path)
+    if not text.strip():
+        raise UsageError(f"{option} is empty")
+    if "\0" in text:
+        raise UsageError(f"{option} {text!r}: contains a NUL character")
+    out = _resolve(text)
+    for inp in inputs:
+        if inp is None or not str(inp).strip():
+            continue
+        src = _resolve(inp)
+        if _inside(out, src) or _same_file(out, src):
+            what = "is" if out == src or _same_file(out, src) else "is inside"
+            raise UsageError(f"{option} {text}: {what} the input {inp}; refusing to "
+                             "overwrite an input (choose another path)")
+    if out.exists() or os.path.islink(text):
+        if not out.exists():  # a dangling symbolic link
+            raise UsageError(f"{option} {text}: is a dangling symbolic link")
+        if directory:
+            if not out.is_dir():
+                raise UsageError(f"{option} {text}: exists and is not a directory")
+            if not overwrite and any(out.iterdir()):
+                raise UsageError(f"{option} {text}: directory exists and is not empty")
+            _probe_writable(out, option, text)
+            return out
+        if out.is_dir():
+            raise UsageError(f"{option} {text}: is a directory, expected a file name")
+        if not overwrite:
+            raise UsageError(f"{option} {text}: exists (refusing to overwrite it)")
+        if not out.is_file():
+            raise UsageError(f"{option} {text}: exists and is not a regular file")
+    parent = out.parent
+    if parents:
+        while not parent.exists() and parent.parent != parent:
+            parent = parent.parent
+    if not parent.exists():
+        raise UsageError(f"{option} {text}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise UsageError(f"{option} {text}: {parent} is not a directory")
+    _probe_writable(parent, option, text)
+    return out
