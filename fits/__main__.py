@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seed of the bootstrap resampling (default 0)")
     parser.add_argument("--quiet", action="store_true",
                         help="do not print the summary table")
+    parser.add_argument("--wide", action="store_true",
+                        help="print every column of the summary table (intervals, γ, "
+                             "breakpoints, validation figures; about 250 columns) "
+                             "instead of the narrow default that fits 100 columns")
     return parser
 
 
@@ -114,7 +118,7 @@ def main(argv=None) -> int:
         paths = plot_all(result.entries, args.plots, confidence=args.confidence)
         say(f"wrote {len(paths)} plot(s) to {args.plots}")
     if not args.quiet:
-        print(summary.format_summary(result.constants))
+        print(summary.format_summary(result.constants, wide=args.wide))
     return 0
 
 

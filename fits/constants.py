@@ -17,7 +17,8 @@ from functools import lru_cache
 from pathlib import Path
 
 __all__ = ["SCHEMA_VERSION", "KIND", "SCHEMA_PATH", "ConstantsError", "load", "save",
-           "validate", "schema", "validator_name"]
+           "validate", "schema", "validator_name", "topology", "headline", "headlines",
+           "latency", "bandwidth", "format_headline"]
 
 SCHEMA_VERSION = 1
 KIND = "collcost-constants"
@@ -201,3 +202,79 @@ def load(path) -> dict:
     except ConstantsError as exc:
         raise ConstantsError(f"{path}: {exc}") from None
     return obj
+
+
+# -- readers: what other modules take from a constants object -------------------------
+
+def topology(doc: dict, name: str) -> dict:
+    """``doc["topologies"][name]``, or :class:`ConstantsError` naming those present."""
+    topologies = (doc or {}).get("topologies") or {}
+    if name not in topologies:
+        raise ConstantsError(f"topology {name!r} is not in the constants (present: "
+                             f"{', '.join(topologies) or 'none'})")
+    return topologies[name]
+
+
+def headline(doc: dict, topology_name: str):
+    """The headline of a topology: ``{"latency": {...}, "bandwidth": {...}}`` or None.
+
+    ``latency["value"]`` is seconds (the small-message intercept of the ping-pong),
+    ``bandwidth["value"]`` bytes per second (``1/β`` of its large-message regime); each
+    has ``ci`` ([low, high], an end may be None), ``status`` (``identified``,
+    ``at_bound`` or ``not_identified``: use only ``identified`` values as facts),
+    ``bytes_range``, ``ranks`` and ``note``.  None when the topology has no ping-pong
+    (or the file predates headlines).  Unknown topology: :class:`ConstantsError`.
+    """
+    return topology(doc, topology_name).get("headline")
+
+
+def headlines(doc: dict) -> dict:
+    """``{topology: headline or None}`` for every topology of ``doc``."""
+    return {name: headline(doc, name) for name in (doc or {}).get("topologies") or {}}
+
+
+def latency(doc: dict, topology_name: str):
+    """The headline latency entry (value in s) of a topology, or None."""
+    h = headline(doc, topology_name)
+    return None if h is None else h["latency"]
+
+
+def bandwidth(doc: dict, topology_name: str):
+    """The headline bandwidth entry (value in B/s) of a topology, or None."""
+    h = headline(doc, topology_name)
+    return None if h is None else h["bandwidth"]
+
+
+def _fmt_interval(ci, factor, digits=3):
+    if not ci:
+        return "no interval"
+    ends = ["-inf" if ci[0] is None and i == 0 else "inf" if ci[i] is None else
+            f"{ci[i] * factor:.{digits}g}" for i in (0, 1)]
+    return f"[{ends[0]}, {ends[1]}]"
+
+
+def _fmt_bytes(n):
+    n = int(n)
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} B"
+
+
+def format_headline(doc: dict, topology_name: str) -> str:
+    """One line: ``intra: latency 2.17 µs [1.95, 2.36] identified (8 B-4 KiB, p=2) ·
+    bandwidth 7.88 GB/s [...] identified (8 B-8 MiB, p=2)``."""
+    h = headline(doc, topology_name)
+    if h is None:
+        return f"{topology_name}: no ping-pong measured: no latency or bandwidth headline"
+    parts = []
+    bw = h["bandwidth"].get("value")
+    bw_unit = (1e-9, "GB/s") if bw is None or bw >= 1e9 else (1e-6, "MB/s")
+    for key, factor, unit in (("latency", 1e6, "µs"), ("bandwidth",) + bw_unit):
+        e = h[key]
+        where = (f"{_fmt_bytes(e['bytes_range'][0])}-{_fmt_bytes(e['bytes_range'][1])}, "
+                 f"p={','.join(map(str, e['ranks']))}")
+        value = "-" if e["value"] is None else f"{e['value'] * factor:.3g} {unit}"
+        parts.append(f"{key} {value} {_fmt_interval(e.get('ci'), factor, 4)} "
+                     f"{e['status']} ({where})")
+    return f"{topology_name}: " + " · ".join(parts)

@@ -36,7 +36,7 @@ import pandas as pd
 
 from collectives import costs
 
-from . import __version__, bootstrap, model, segments, validate
+from . import __version__, bootstrap, headline, model, segments, validate
 
 __all__ = ["FitOptions", "FitError", "FitResult", "EntryFit", "Part", "fit_points",
            "fit_runs", "read_runs", "REQUIRED_COLUMNS"]
@@ -126,6 +126,7 @@ class EntryFit:
     points: pd.DataFrame
     parts: list
     entry: dict
+    headline: dict | None = None
 
     def part_for(self, p) -> Part:
         for part in self.parts:
@@ -319,7 +320,11 @@ def _fit_p2p(frame, idx, reps, opts, topology) -> EntryFit:
                   "errors": validate.error_summary(part.predict(ranks, n), t),
                   "busbw_check": validate.busbw_check("pingpong", costs.NATIVE, ranks, n,
                                                       t, entry["beta"])})
-    return EntryFit(topology, "pingpong", costs.NATIVE, "p2p", pts, [part], entry)
+    efit = EntryFit(topology, "pingpong", costs.NATIVE, "p2p", pts, [part], entry)
+    efit.headline = headline.p2p_headline(
+        n, t, r, confidence=opts.confidence, breakpoints=part.fit.breakpoints,
+        segments_option=opts.segments, ranks=np.unique(ranks))
+    return efit
 
 
 def _gamma_from_probe(frame, idx, reps, opts, topology):
@@ -565,6 +570,7 @@ def fit_points(frame: pd.DataFrame, options: FitOptions | None = None, *,
             say(f"{topology} {collective}/{algorithm}: median rel. error "
                 f"{efit.entry['errors']['median_rel']:.1%}")
         out_topologies[topology] = {
+            "headline": None if p2p is None else p2p.headline,
             "ranks_per_node": (int(meta["ranks_per_node"]) if topology != "inter"
                                and isinstance(meta.get("ranks_per_node"), int)
                                else (1 if topology == "inter" else None)),

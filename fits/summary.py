@@ -1,20 +1,38 @@
-"""Human-readable summary of a constants file (a pandas table).
+"""Human-readable summary of a constants file.
 
-One row per fitted entry (point-to-point, γ probe, each algorithm; native algorithms
-one row per rank count) with the constants of the largest-size segment, their
-intervals, the breakpoints and the validation figures.  Units chosen for reading:
-α in µs, β in ps/B (and 1/β in GB/s), γ in ps/B, errors in percent.
+First, one line per topology with its **headline** (:mod:`fits.headline`): ``latency``
+(the ping-pong's small-message intercept) and ``bandwidth`` (``1/β`` of its
+large-message regime), each with interval, status, sizes and ranks.  Then the γ lines,
+then a table with one row per fitted entry (point-to-point, γ probe, each algorithm;
+native algorithms one row per rank count) showing the constants of the entry's
+**largest-size segment**, labelled by that segment's size range (``seg_bytes``).  Its
+intercept is headed ``icpt_us`` (segment intercept), never plainly α: past a protocol
+switch an intercept is not a latency.
+
+By default the table keeps few columns so that it reads in 100 columns; ``wide=True``
+(``python -m fits --wide``) adds the intervals, γ, breakpoints and validation figures.
+Units are in the headers: µs, ps/B, GB/s, percent.
 """
 from __future__ import annotations
 
 import pandas as pd
 
-__all__ = ["summary_table", "format_summary", "COLUMNS"]
+from . import constants as constants_file
 
-COLUMNS = ("topology", "collective", "algorithm", "ranks", "alpha_us", "alpha_ci_us",
-           "beta_ps_per_B", "beta_ci_ps_per_B", "bw_GBps", "gamma_ps_per_B",
-           "gamma_src", "breakpoints", "med_err_pct", "max_err_pct", "loro_max_pct",
-           "busbw_ratio", "p2p_pred_med_pct")
+__all__ = ["summary_table", "format_summary", "COLUMNS", "NARROW_COLUMNS"]
+
+COLUMNS = ("topology", "collective", "algorithm", "ranks", "seg_bytes", "icpt_us",
+           "icpt_ci_us", "beta_ps_per_B", "beta_ci_ps_per_B", "bw_GBps",
+           "gamma_ps_per_B", "gamma_src", "breakpoints", "med_err_pct", "max_err_pct",
+           "loro_max_pct", "busbw_ratio", "p2p_pred_med_pct", "joint_pred_med_pct")
+#: Columns of the default (narrow) table.
+NARROW_COLUMNS = ("topology", "collective", "algorithm", "ranks", "seg_bytes", "icpt_us",
+                  "beta_ps_per_B", "bw_GBps", "med_err_pct", "joint_pred_med_pct")
+#: Short headers of the narrow table (units in the header).
+_NARROW_HEADERS = {"topology": "topo", "collective": "collective",
+                   "algorithm": "algorithm", "ranks": "p", "seg_bytes": "segment",
+                   "icpt_us": "icpt µs", "beta_ps_per_B": "β ps/B", "bw_GBps": "1/β GB/s",
+                   "med_err_pct": "fit err%", "joint_pred_med_pct": "joint err%"}
 
 
 def _scaled(x, factor):
@@ -24,11 +42,28 @@ def _scaled(x, factor):
 def _ci(ci, factor, digits=3):
     if not ci:
         return ""
-    return f"[{ci[0] * factor:.{digits}g}, {ci[1] * factor:.{digits}g}]"
+    ends = ["" if v is None else f"{v * factor:.{digits}g}" for v in ci]
+    return f"[{ends[0] or '-inf'}, {ends[1] or 'inf'}]"
 
 
 def _pct(x):
     return None if x is None else 100.0 * x
+
+
+def _size(n):
+    n = int(n)
+    for unit, size in (("M", 1 << 20), ("K", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return str(n)
+
+
+def _seg_range(e):
+    segs = e.get("segments") or []
+    if not segs:
+        return ""
+    top = segs[-1]
+    return f"{_size(top['min_bytes'])}-{_size(top['max_bytes'])}"
 
 
 def _row(topology, collective, algorithm, ranks, e, gamma=None, gsrc=""):
@@ -37,11 +72,12 @@ def _row(topology, collective, algorithm, ranks, e, gamma=None, gsrc=""):
     loro = [v for v in (errors.get("leave_one_rank_out") or {}).values() if v is not None]
     bus = e.get("busbw_check") or {}
     p2p = e.get("from_p2p") or {}
+    joint = e.get("joint") or {}
     return {
         "topology": topology, "collective": collective, "algorithm": algorithm,
-        "ranks": ranks,
-        "alpha_us": _scaled(e.get("alpha"), 1e6),
-        "alpha_ci_us": _ci(e.get("alpha_ci"), 1e6),
+        "ranks": ranks, "seg_bytes": _seg_range(e),
+        "icpt_us": _scaled(e.get("alpha"), 1e6),
+        "icpt_ci_us": _ci(e.get("alpha_ci"), 1e6),
         "beta_ps_per_B": _scaled(beta, 1e12),
         "beta_ci_ps_per_B": _ci(e.get("beta_ci"), 1e12),
         "bw_GBps": (1e-9 / beta) if beta else None,
@@ -52,6 +88,7 @@ def _row(topology, collective, algorithm, ranks, e, gamma=None, gsrc=""):
         "loro_max_pct": _pct(max(loro)) if loro else None,
         "busbw_ratio": bus.get("ratio"),
         "p2p_pred_med_pct": _pct(p2p.get("median_rel")),
+        "joint_pred_med_pct": _pct(joint.get("median_rel")),
     }
 
 
@@ -65,6 +102,7 @@ def summary_table(constants: dict) -> pd.DataFrame:
         if g.get("source") == "reduce_local":
             rows.append({**_row(topology, "reduce_local", "native", "1",
                                 {"alpha": g.get("overhead_s"),
+                                 "segments": g.get("segments"),
                                  "breakpoints": g.get("breakpoints", []),
                                  "errors": g.get("errors")}),
                          "gamma_ps_per_B": _scaled(g.get("value"), 1e12),
@@ -73,7 +111,8 @@ def summary_table(constants: dict) -> pd.DataFrame:
             for algorithm, e in algos.items():
                 if e.get("model") == "hockney-per-p":
                     for p, one in e["per_ranks"].items():
-                        rows.append(_row(topology, collective, algorithm, p, one))
+                        rows.append(_row(topology, collective, algorithm, p,
+                                         {**one, "joint": e.get("joint")}))
                 else:
                     rows.append(_row(topology, collective, algorithm,
                                      ",".join(map(str, e.get("ranks", []))), e,
@@ -85,22 +124,63 @@ def summary_table(constants: dict) -> pd.DataFrame:
     return table
 
 
-def format_summary(constants: dict) -> str:
-    """The summary as fixed-width text, plus one line per topology about γ."""
+def _gamma_lines(topology, topo) -> list:
+    g = topo.get("gamma") or {}
+    value = g.get("value")
+    status = g.get("status")
+    lines = [f"{topology}: gamma = "
+             + (f"{value * 1e12:.4g} ps/B {_ci(g.get('ci'), 1e12)} from {g.get('source')}"
+                + (f" ({status})" if status else "") if value is not None
+                else f"not identifiable ({g.get('reason')})")]
+    cross = g.get("cross_check")
+    if cross and cross.get("value") is not None:
+        lines.append(f"{topology}: cross-check gamma from {cross['source']} = "
+                     f"{cross['value'] * 1e12:.4g} ps/B {_ci(cross.get('ci'), 1e12)}"
+                     + (f" ({cross['status']})" if cross.get("status") else ""))
+    return lines
+
+
+def _joint_lines(topology, topo) -> list:
+    j = topo.get("joint")
+    if not j:
+        return []
+    c = j.get("constants") or {}
+    parts = []
+    for key, factor, unit in (("alpha", 1e6, "µs"), ("beta", 1e12, "ps/B"),
+                              ("gamma", 1e12, "ps/B")):
+        e = c.get(key) or {}
+        if e.get("value") is not None:
+            parts.append(f"{key} {e['value'] * factor:.3g} {unit} "
+                         f"{_ci(e.get('ci'), factor)} {e.get('status', '')}".rstrip())
+    err = j.get("errors") or {}
+    line = f"{topology}: joint constants: " + ", ".join(parts)
+    if err.get("median_rel_large") is not None:
+        line += (f"; predicts {err.get('entries', 0)} collectives with median error "
+                 f"{err['median_rel_large'] * 100:.3g}% at >= "
+                 f"{j.get('large_bytes', 65536) // 1024} KiB")
+    return [line]
+
+
+def format_summary(constants: dict, *, wide: bool = False) -> str:
+    """The summary as text: headlines, γ and joint lines, then the table."""
     table = summary_table(constants)
     lines = []
+    for topology in constants.get("topologies", {}):
+        lines.append(constants_file.format_headline(constants, topology))
     for topology, topo in constants.get("topologies", {}).items():
-        g = topo.get("gamma") or {}
-        value = g.get("value")
-        lines.append(f"{topology}: gamma = "
-                     + (f"{value * 1e12:.4g} ps/B {_ci(g.get('ci'), 1e12)} from "
-                        f"{g.get('source')}" if value is not None
-                        else f"not identifiable ({g.get('reason')})"))
-        cross = g.get("cross_check")
-        if cross and cross.get("value") is not None:
-            lines.append(f"{topology}: cross-check gamma from {cross['source']} = "
-                         f"{cross['value'] * 1e12:.4g} ps/B {_ci(cross.get('ci'), 1e12)}")
-    with pd.option_context("display.width", 250, "display.max_columns", None,
+        lines += _gamma_lines(topology, topo)
+        lines += _joint_lines(topology, topo)
+    lines.append("segment constants (each entry's largest-size segment; icpt = that "
+                 "segment's intercept, not a latency):")
+    if wide:
+        width, cols, headers = 250, list(COLUMNS), list(COLUMNS)
+    else:
+        width, cols = 100, list(NARROW_COLUMNS)
+        if table["joint_pred_med_pct"].isna().all():
+            cols.remove("joint_pred_med_pct")
+        headers = [_NARROW_HEADERS[c] for c in cols]
+    with pd.option_context("display.width", width, "display.max_columns", None,
                            "display.max_colwidth", 40):
-        text = table.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.4g}")
-    return text + "\n" + "\n".join(lines)
+        text = table[cols].to_string(index=False, na_rep="-", header=headers,
+                                     float_format=lambda x: f"{x:.4g}")
+    return "\n".join(lines) + "\n" + text
