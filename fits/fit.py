@@ -100,6 +100,12 @@ class Part:
     thetas: np.ndarray
     replicates: np.ndarray | None
     ranks: int | None = None
+    #: (B × S × 3) unconstrained refits (for constants sitting on their bound), or None.
+    free_replicates: np.ndarray | None = None
+    #: (S × 3) unconstrained estimates, or None.
+    free_thetas: np.ndarray | None = None
+    #: Status of a column held fixed (γ taken from the topology), by column index.
+    fixed_status: dict = field(default_factory=dict)
 
     def predict(self, ranks, nbytes) -> np.ndarray:
         """Model times at (ranks, nbytes)."""
@@ -227,16 +233,46 @@ def _need_sizes(nbytes, what):
                        "α and β need at least two sizes")
 
 
+def _assess(value, reps, free_value, free_reps, confidence, fixed=None):
+    """``(ci, status, note)`` of one fitted constant (rules of :mod:`fits.headline`).
+
+    At its bound 0 the interval is one-sided (``[0, upper]`` from the unconstrained
+    refits) and the status ``at_bound``; else the percentile interval of the bounded
+    refits and :func:`fits.headline.status_of`.  ``fixed``: the status of a constant
+    taken from elsewhere (γ of the topology).
+    """
+    ci = None if reps is None else _interval(reps, confidence)
+    if fixed is not None:
+        return ci, fixed, "taken from the topology's γ"
+    if value is None:
+        return ci, "not_identified", "no value"
+    if value <= 0:
+        one = None if free_reps is None else headline.bound_interval(free_reps, confidence)
+        note = "at its bound 0"
+        if free_value is not None:
+            note += f" (unconstrained fit {free_value:.3g})"
+        return one, "at_bound", note + "; the interval is one-sided"
+    status, reason = headline.status_of(value, ci)
+    return ci, status, reason
+
+
 def _segment_entries(part: Part, confidence, names) -> list:
     out = []
     for s, (lo, hi) in enumerate(part.fit.bounds):
         seg = {"min_bytes": int(lo), "max_bytes": int(hi)}
         for j, name in names:
-            seg[name] = _num(part.thetas[s, j])
-            if part.replicates is not None:
-                seg[name + "_ci"] = _interval(part.replicates[:, s, j], confidence)
-            else:
-                seg[name + "_ci"] = None
+            value = _num(part.thetas[s, j])
+            reps = None if part.replicates is None else part.replicates[:, s, j]
+            free_v = None if part.free_thetas is None else _num(part.free_thetas[s, j])
+            free_r = (None if part.free_replicates is None
+                      else part.free_replicates[:, s, j])
+            ci, status, note = _assess(value, reps, free_v, free_r, confidence,
+                                       part.fixed_status.get(j))
+            seg[name] = value
+            seg[name + "_ci"] = ci
+            seg[name + "_status"] = status
+            if note:
+                seg[name + "_note"] = note
         out.append(seg)
     return out
 
@@ -245,8 +281,8 @@ def _top_level(segs, names) -> dict:
     top = segs[-1]
     out = {}
     for _, name in names:
-        out[name] = top[name]
-        out[name + "_ci"] = top[name + "_ci"]
+        for key in (name, name + "_ci", name + "_status"):
+            out[key] = top.get(key)
     return out
 
 
@@ -276,7 +312,26 @@ def _fit_part(design, X, t, nbytes, reps, opts, *, active, gamma=None,
             if g is not None:
                 th[:, 2] = np.where(np.isnan(th[:, 0]), np.nan, g)
             replicates[b] = th
-    return Part(design, fit, thetas, replicates, ranks)
+    part = Part(design, fit, thetas, replicates, ranks)
+    fitted = np.asarray(active, bool).copy()
+    if gamma is not None:
+        fitted[2] = False
+    if np.any(thetas[:, fitted] <= 0):  # a bound binds: unconstrained refits
+        part.free_thetas = segments.fit_fixed(X, t, nbytes, fit.breakpoints,
+                                              active=fitted, offset=offset, free=True)
+        if reps is not None:
+            free = np.full((reps.count, len(fit.bounds), X.shape[1]), np.nan)
+            for b in range(reps.count):
+                g = None if gamma is None else (gamma_reps[b] if gamma_reps is not None
+                                                else gamma)
+                if g is not None and not np.isfinite(g):
+                    continue
+                off = None if g is None else X[:, 2] * g
+                free[b] = segments.fit_fixed(X, reps.times[b], nbytes, fit.breakpoints,
+                                             weights=reps.weights[b], active=fitted,
+                                             offset=off, free=True)
+            part.free_replicates = free
+    return part
 
 
 def _registry_design(collective, algorithm):
@@ -336,10 +391,11 @@ def _gamma_from_probe(frame, idx, reps, opts, topology):
     g_reps = None if part.replicates is None else part.replicates[:, -1, 2]
     names = [(0, "overhead_s"), (2, "gamma")]
     segs = _segment_entries(part, opts.confidence, names)
-    entry = {"value": _num(g), "ci": None if g_reps is None else
-             _interval(g_reps, opts.confidence),
+    top = segs[-1]
+    entry = {"value": _num(g), "ci": top["gamma_ci"], "status": top["gamma_status"],
              "identifiable": True, "source": "reduce_local",
-             "reason": "timed local reduction kernel; value of the largest-size segment",
+             "reason": "timed local reduction kernel; value of the largest-size segment"
+                       + (f" ({top['gamma_note']})" if top.get("gamma_note") else ""),
              "overhead_s": _num(part.thetas[-1, 0]), "segments": segs,
              "breakpoints": [int(b) for b in part.fit.breakpoints],
              "errors": validate.error_summary(part.predict(ranks, n), t)}
@@ -357,18 +413,31 @@ def _gamma_from_rs_ag(frame, idx, reps, opts, topology):
         X[sel] = model.design(coll, "ring", ranks[sel], n[sel])
     ident = model.identifiable_columns(X, t)
     if not ident[2]:
-        return None, None, "ring reduce-scatter and allgather points do not separate γ"
+        return None, None, {"why": "ring reduce-scatter and allgather points do not "
+                                   "separate γ"}
     _need_sizes(n, f"{topology} ring reduce_scatter/allgather")
     fit = segments.fit_segments(X, t, n, segments=opts.segments, loss=opts.loss,
                                 active=ident)
     g = fit.thetas[-1, 2]
-    g_reps = None
+    g_reps = free_reps = None
+    free = segments.fit_fixed(X, t, n, fit.breakpoints, active=ident, free=True)[-1, 2]
     if r is not None:
         g_reps = np.array([segments.fit_fixed(X, r.times[b], n, fit.breakpoints,
                                               loss=opts.loss, weights=r.weights[b],
                                               active=ident)[-1, 2]
                            for b in range(r.count)])
-    return g, g_reps, None
+        if g <= 0:
+            free_reps = np.array([segments.fit_fixed(
+                X, r.times[b], n, fit.breakpoints, weights=r.weights[b], active=ident,
+                free=True)[-1, 2] for b in range(r.count)])
+    ci, status, note = _assess(_num(g), g_reps, _num(free), free_reps, opts.confidence)
+    lo, hi = fit.bounds[-1]
+    cross = {"source": "rs_minus_ag", "value": _num(g), "ci": ci, "status": status,
+             "note": (f"ring reduce-scatter minus ring allgather over {int(lo)}-{int(hi)} "
+                      "B (their shared α, β cancel; γ is the small difference of two "
+                      "large times, so its interval is often wide)"
+                      + (f"; {status.replace('_', ' ')}: {note}" if note else ""))}
+    return g, g_reps, cross
 
 
 def _fit_gamma(frame, topo_idx, reps, opts, topology):
@@ -381,30 +450,34 @@ def _fit_gamma(frame, topo_idx, reps, opts, topology):
                       & sub["collective"].isin(["reduce_scatter", "allgather"])]
     has_both = (len(rs_ag) and set(frame.loc[rs_ag, "collective"])
                 == {"reduce_scatter", "allgather"})
-    cross = None
+    cross, why = None, None
     if has_both:
-        g2, g2_reps, why = _gamma_from_rs_ag(frame, rs_ag, reps, opts, topology)
+        g2, g2_reps, info = _gamma_from_rs_ag(frame, rs_ag, reps, opts, topology)
         if g2 is not None:
-            cross = {"source": "rs_minus_ag", "value": _num(g2),
-                     "ci": None if g2_reps is None else _interval(g2_reps, opts.confidence)}
+            cross = info
+        else:
+            why = info["why"]
     if len(probe):
         g, g_reps, efit = _gamma_from_probe(frame, probe, reps, opts, topology)
         efit.entry["cross_check"] = cross
         return efit.entry, g, g_reps, efit
     if cross is not None:
-        entry = {"value": cross["value"], "ci": cross["ci"], "identifiable": True,
-                 "source": "rs_minus_ag",
+        ok = cross["status"] == "identified"
+        entry = {"value": cross["value"], "ci": cross["ci"], "status": cross["status"],
+                 "identifiable": ok, "source": "rs_minus_ag",
                  "reason": "ring reduce-scatter fitted jointly with ring allgather "
-                           "(shared α, β); value of the largest-size segment"}
+                           "(shared α, β); value of the largest-size segment"
+                           + ("" if ok else "; " + cross["note"].split("; ", 1)[-1]
+                              + ": time the local kernel (reduce_local) for a usable γ")}
         return entry, g2, g2_reps, None
     reason = ("not identifiable: no reduce_local points and no ring reduce_scatter with "
               "ring allgather in this topology" if not has_both else why)
-    return ({"value": None, "ci": None, "identifiable": False, "source": None,
-             "reason": reason}, None, None, None)
+    return ({"value": None, "ci": None, "status": "not_identified", "identifiable": False,
+             "source": None, "reason": reason}, None, None, None)
 
 
 def _fit_registry(frame, idx, reps, opts, topology, collective, algorithm, gamma,
-                  gamma_reps, gamma_source, p2p) -> EntryFit:
+                  gamma_reps, gamma_source, p2p, gamma_status=None) -> EntryFit:
     pts, ranks, n, t, r = _sub(frame, idx, reps)
     what = f"{topology} {collective}/{algorithm}"
     _need_sizes(n, what)
@@ -423,6 +496,8 @@ def _fit_registry(frame, idx, reps, opts, topology, collective, algorithm, gamma
         active, source = ident, "fit"
     part = _fit_part(design, X, t, n, r, opts, active=active, gamma=use_gamma,
                      gamma_reps=gamma_reps if use_gamma is not None else None)
+    if use_gamma is not None:
+        part.fixed_status[2] = gamma_status or "not_identified"
     names = [(0, "alpha"), (1, "beta")] + ([(2, "gamma")] if has_gamma else [])
     segs = _segment_entries(part, opts.confidence, names)
     entry = _top_level(segs, names)
@@ -564,7 +639,8 @@ def fit_points(frame: pd.DataFrame, options: FitOptions | None = None, *,
                 except ValueError as exc:
                     raise FitError(f"{topology}: {exc}") from None
                 efit = _fit_registry(frame, idx, reps, opts, topology, collective,
-                                     algorithm, gamma, gamma_reps, gentry["source"], p2p)
+                                     algorithm, gamma, gamma_reps, gentry["source"], p2p,
+                                     gentry.get("status"))
             entries.append(efit)
             algos.setdefault(collective, {})[algorithm] = efit.entry
             say(f"{topology} {collective}/{algorithm}: median rel. error "

@@ -24,7 +24,7 @@ from scipy.optimize import least_squares, nnls
 
 from collectives import costs
 
-__all__ = ["LOSSES", "PARAMETERS", "design", "hockney_design", "solve",
+__all__ = ["LOSSES", "PARAMETERS", "design", "hockney_design", "solve", "solve_free",
            "identifiable_columns", "relative_residuals"]
 
 #: Loss functions accepted by :func:`solve` (names as in scipy.optimize.least_squares).
@@ -178,6 +178,27 @@ def solve(X, t, *, loss: str = "linear", weights=None, active=None, offset=None,
                             bounds=(0, np.inf), loss=loss, f_scale=f_scale,
                             x_scale="jac", method="trf")
         z = np.maximum(res.x, 0)
+    theta[cols] = z / scale
+    return theta
+
+
+def solve_free(X, t, *, weights=None, active=None, offset=None) -> np.ndarray:
+    """Unconstrained (either sign) relative-error least squares of ``X θ + offset ≈ t``.
+
+    The counterpart of :func:`solve` without the bounds: where a bounded constant sits
+    on 0, the free estimate and its bootstrap spread say how far the data would push it
+    (the one-sided intervals of :mod:`fits.headline`).  Rank-deficient columns get the
+    minimum-norm solution.
+    """
+    X, t, w, offset = _check_system(X, t, weights, offset)
+    k = X.shape[1]
+    active = (np.linalg.norm(X, axis=0) > 0) if active is None else np.asarray(active, bool)
+    theta = np.zeros(k)
+    cols = np.flatnonzero(active)
+    if cols.size == 0:
+        return theta
+    A, y, scale = _weighted_scaled(X[:, cols], t, w, offset)
+    z, *_ = np.linalg.lstsq(A, y, rcond=None)
     theta[cols] = z / scale
     return theta
 

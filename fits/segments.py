@@ -86,11 +86,12 @@ def _segments_arg(segments):
 
 
 def fit_fixed(X, t, nbytes, breakpoints, *, loss="linear", weights=None, active=None,
-              offset=None) -> np.ndarray:
+              offset=None, free=False) -> np.ndarray:
     """Constants of each segment for given breakpoints (S × k array).
 
     A segment with no point of positive weight (possible in a bootstrap replicate) gets
-    NaN constants.
+    NaN constants.  ``free=True``: unconstrained linear least squares
+    (:func:`fits.model.solve_free`) instead of the bounded fit.
     """
     X = np.asarray(X, dtype=float)
     t = np.asarray(t, dtype=float)
@@ -100,7 +101,10 @@ def fit_fixed(X, t, nbytes, breakpoints, *, loss="linear", weights=None, active=
     out = np.full((len(breakpoints) + 1, X.shape[1]), np.nan)
     for s in range(out.shape[0]):
         rows = (seg == s) & (w > 0)
-        if rows.any():
+        if rows.any() and free:
+            out[s] = model.solve_free(X[rows], t[rows], weights=w[rows], active=active,
+                                      offset=off[rows])
+        elif rows.any():
             out[s] = model.solve(X[rows], t[rows], loss=loss, weights=w[rows],
                                  active=active, offset=off[rows])
     return out

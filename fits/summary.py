@@ -24,15 +24,19 @@ __all__ = ["summary_table", "format_summary", "COLUMNS", "NARROW_COLUMNS"]
 COLUMNS = ("topology", "collective", "algorithm", "ranks", "seg_bytes", "icpt_us",
            "icpt_ci_us", "beta_ps_per_B", "beta_ci_ps_per_B", "bw_GBps",
            "gamma_ps_per_B", "gamma_src", "breakpoints", "med_err_pct", "max_err_pct",
-           "loro_max_pct", "busbw_ratio", "p2p_pred_med_pct", "joint_pred_med_pct")
+           "loro_max_pct", "busbw_ratio", "p2p_pred_med_pct", "joint_pred_med_pct",
+           "icpt_status", "beta_status", "st")
 #: Columns of the default (narrow) table.
 NARROW_COLUMNS = ("topology", "collective", "algorithm", "ranks", "seg_bytes", "icpt_us",
-                  "beta_ps_per_B", "bw_GBps", "med_err_pct", "joint_pred_med_pct")
+                  "beta_ps_per_B", "bw_GBps", "st", "med_err_pct", "joint_pred_med_pct")
+#: One letter per status in the narrow table's ``st`` column (intercept, then β).
+STATUS_LETTERS = {"identified": "I", "at_bound": "B", "not_identified": "N", None: "-"}
 #: Short headers of the narrow table (units in the header).
 _NARROW_HEADERS = {"topology": "topo", "collective": "collective",
                    "algorithm": "algorithm", "ranks": "p", "seg_bytes": "segment",
                    "icpt_us": "icpt µs", "beta_ps_per_B": "β ps/B", "bw_GBps": "1/β GB/s",
-                   "med_err_pct": "fit err%", "joint_pred_med_pct": "joint err%"}
+                   "med_err_pct": "fit err%", "joint_pred_med_pct": "joint err%",
+                   "st": "st"}
 
 
 def _scaled(x, factor):
@@ -89,6 +93,10 @@ def _row(topology, collective, algorithm, ranks, e, gamma=None, gsrc=""):
         "busbw_ratio": bus.get("ratio"),
         "p2p_pred_med_pct": _pct(p2p.get("median_rel")),
         "joint_pred_med_pct": _pct(joint.get("median_rel")),
+        "icpt_status": e.get("alpha_status") or "",
+        "beta_status": e.get("beta_status") or "",
+        "st": (STATUS_LETTERS.get(e.get("alpha_status"), "-")
+               + STATUS_LETTERS.get(e.get("beta_status"), "-")),
     }
 
 
@@ -171,7 +179,9 @@ def format_summary(constants: dict, *, wide: bool = False) -> str:
         lines += _gamma_lines(topology, topo)
         lines += _joint_lines(topology, topo)
     lines.append("segment constants (each entry's largest-size segment; icpt = that "
-                 "segment's intercept, not a latency):")
+                 "segment's intercept, not a latency;")
+    lines.append("st = status of icpt and β: I identified, B at bound 0 (one-sided "
+                 "interval), N not identified):")
     if wide:
         width, cols, headers = 250, list(COLUMNS), list(COLUMNS)
     else:

@@ -92,8 +92,41 @@ def test_narrow_summary_fits_100_columns():
         ranks=(2, 3, 4), sizes=SIZES, seed=0, repetitions=5)
     c = fit_points(pd.DataFrame(rows), FitOptions(bootstrap=10)).constants
     text = summary.format_summary(c)
-    table = text.split("not a latency):\n")[1]
+    table = text.split("not identified):\n")[1]
     assert max(len(line) for line in table.splitlines()) <= 100
     assert "µs" in table and "GB/s" in table
     wide = summary.format_summary(c, wide=True)
     assert "beta_ci_ps_per_B" in wide and "loro_max_pct" in wide
+
+
+def test_bound_constants_never_point_intervals():
+    # a native collective with no intercept in its large segment: α at its bound 0
+    truth = synthetic.Truth(native={("bcast", 2): ((0, 5e-6, 1e-10), (65536, 0.0, 1e-10))})
+    rows = synthetic.synthetic_points(truth, [("bcast", "native")], ranks=(2,),
+                                      sizes=SIZES, seed=1)
+    c = fit_points(pd.DataFrame(rows), FitOptions(bootstrap=60)).constants
+    one = c["topologies"]["intra"]["algorithms"]["bcast"]["native"]["per_ranks"]["2"]
+    for seg in one["segments"]:
+        for name in ("alpha", "beta"):
+            status, ci = seg[name + "_status"], seg[name + "_ci"]
+            assert status in headline.STATUSES
+            if status == "at_bound":
+                assert seg[name] == 0 and ci[0] == 0 and (ci[1] is None or ci[1] > 0)
+            if ci and ci[0] is not None and ci[1] is not None:
+                assert ci[1] > ci[0]  # never a point
+            if status == "identified":
+                assert ci[0] > 0 and (ci[1] - ci[0]) / 2 <= seg[name] / 2
+
+
+def test_gamma_cross_check_not_claimed_when_uninformative():
+    # ring RS − AG: γ = 30 ps/B is a small difference of large times
+    entries = [("reduce_scatter", "ring"), ("allgather", "ring")]
+    for noise, expect in ((0.3, "not_identified"), (0.02, "identified")):
+        rows = synthetic.synthetic_points(synthetic.Truth(), entries, ranks=(2, 4),
+                                          sizes=SIZES, seed=2, point_noise=noise)
+        g = fit_points(pd.DataFrame(rows), FitOptions(bootstrap=60)).constants[
+            "topologies"]["intra"]["gamma"]
+        assert g["source"] == "rs_minus_ag" and g["status"] == expect, (noise, g)
+        assert g["identifiable"] is (expect == "identified")
+        if expect == "not_identified":
+            assert "reduce_local" in g["reason"]
