@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from .costs import AUXILIARY, COLLECTIVES
 from .files import atomic_write_text, fsync_dir
+from .metadata import environment_differences, tuning_environment
 
 __all__ = [
     "metadata_differences",
@@ -78,20 +79,14 @@ CHECKED_METADATA = (
     ("op", lambda m: (m.get("options") or {}).get("op")),
     ("sync", lambda m: (m.get("options") or {}).get("sync")),
     ("buffer", lambda m: (m.get("options") or {}).get("buffer")),
-    ("MPI/transport tuning variables", lambda m: _tuning_env(m.get("env") or {})),
+    # compared variable by variable (metadata.environment_differences): launcher
+    # bookkeeping (random ids, working directories) is not compared
+    ("MPI/transport tuning variables", tuning_environment),
     ("GPU", lambda m: m.get("gpu")),
 )
 
-#: Environment prefixes that select algorithms or transports (merge refuses differences).
-_TUNING_PREFIXES = ("MPIR_CVAR_", "MPICH_", "OMPI_MCA_", "UCX_", "FI_", "I_MPI_", "NCCL_")
-
-
 class RunFormatError(ValueError):
     """A run directory or point that does not follow docs/formats.md."""
-
-
-def _tuning_env(env: dict) -> dict:
-    return {k: v for k, v in sorted(env.items()) if k.startswith(_TUNING_PREFIXES)}
 
 
 def utc_now() -> str:
@@ -446,6 +441,10 @@ def metadata_differences(metas: list[tuple[str, dict]]) -> list[str]:
     (first_name, first), rest = metas[0], metas[1:]
     for what, get in CHECKED_METADATA:
         ref = get(first)
+        if get is tuning_environment:
+            for name, meta in rest:
+                problems += environment_differences(first, meta, (first_name, name))
+            continue
         for name, meta in rest:
             val = get(meta)
             if val != ref:
