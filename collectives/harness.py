@@ -186,16 +186,18 @@ class Timing:
     window_s: float | None = None
     elapsed_s: float = 0.0
     target_ci: float = 0.05
+    #: which loop timed the repetitions: "c" (collectives.cloop) or "python"
+    timing_loop: str = "python"
 
     def summary(self) -> dict:
-        """``stats.summarize(max_s)`` plus discarded, warmup, stop_rule, sync.
+        """``stats.summarize(max_s)`` plus discarded, warmup, stop_rule, sync, timing_loop.
 
         ``unstable`` is also set when the point stopped for any reason other than
         ``ci``.
         """
         out = stats.summarize(self.max_s, target_ci=self.target_ci)
         out.update(discarded=int(self.discarded), warmup=int(self.warmup),
-                   stop_rule=self.stop_rule, sync=self.sync)
+                   stop_rule=self.stop_rule, sync=self.sync, timing_loop=self.timing_loop)
         out["unstable"] = bool(out["unstable"] or self.stop_rule != "ci")
         return out
 
@@ -253,7 +255,7 @@ def _window_batch(call, targets, before):
 
 # --------------------------------------------------------------------------------
 
-def _check_args(comm, call, options, before):
+def _check_args(comm, call, options, before, native=None):
     for name in ("Get_rank", "Get_size", "Barrier", "Bcast", "Reduce"):
         if not hasattr(comm, name):
             raise TypeError(f"comm must be an MPI communicator, got {type(comm).__name__}")
@@ -262,11 +264,54 @@ def _check_args(comm, call, options, before):
     if before is not None and not callable(before):
         raise TypeError(f"before must be None or a zero-argument callable, got "
                         f"{type(before).__name__}")
+    if native is not None and type(native).__name__ != "NativeOp":
+        raise TypeError(f"native must be None or a collectives.cloop.NativeOp, got "
+                        f"{type(native).__name__}")
     if not isinstance(options, TimingOptions):
         raise TypeError(f"options must be a TimingOptions, got {type(options).__name__}")
 
 
-def _warmup(comm, call, options, before, calibrate):
+class _PythonRunner:
+    """Batches timed by the Python loops above (any call; ``before`` hooks)."""
+
+    loop = "python"
+
+    def __init__(self, comm, call, before):
+        self.comm, self.call, self.before = comm, call, before
+
+    def barrier(self, n: int) -> np.ndarray:
+        t = _barrier_batch(self.call, self.comm.Barrier, int(n), self.before)
+        return np.asarray(t, dtype=np.int64)
+
+    def window(self, targets) -> tuple:
+        t, late = _window_batch(self.call, targets, self.before)
+        return np.asarray(t, dtype=np.int64), np.asarray(late, dtype=np.int64)
+
+
+def _runner(comm, call, before, native):
+    """The C loop's runner when ``native`` is given, no ``before`` hook is, and every
+    rank of ``comm`` can use it (one collective vote); else the Python runner."""
+    if native is None:
+        return _PythonRunner(comm, call, before)
+    from . import cloop
+    local = None
+    if before is None:
+        try:
+            local = cloop.runner(comm, native)
+        except cloop.LoopUnavailable:
+            if cloop.mode() == "c":
+                raise
+    if cloop.agree(comm, local is not None):
+        return local
+    if cloop.mode() == "c":
+        raise cloop.LoopUnavailable(f"{cloop.ENV_MODE}=c but another rank cannot use "
+                                    "the C loop" if local is not None else
+                                    f"{cloop.ENV_MODE}=c but a 'before' hook needs the "
+                                    "Python loop")
+    return _PythonRunner(comm, call, before)
+
+
+def _warmup(comm, runner, options, calibrate):
     """Run the warm-up; return (untimed calls made, p90 of their max over ranks in s).
 
     With ``calibrate`` (automatic window) at least one call is made even when
@@ -274,18 +319,17 @@ def _warmup(comm, call, options, before, calibrate):
     """
     from .mpi import MPI
 
-    barrier = comm.Barrier
     if options.warmup is not None:
-        t = _barrier_batch(call, barrier, max(options.warmup, int(calibrate)), before)
+        t = runner.barrier(max(options.warmup, int(calibrate)))
     else:
-        t = _barrier_batch(call, barrier, _AUTO_WARMUP_MIN, before)
-        slowest = comm.allreduce(max(t), op=MPI.MAX)
+        t = runner.barrier(_AUTO_WARMUP_MIN)
+        slowest = comm.allreduce(int(t.max()), op=MPI.MAX)
         extra = int(min(_AUTO_WARMUP_MAX - _AUTO_WARMUP_MIN,
                         _AUTO_WARMUP_FRACTION * options.time_budget / max(slowest * 1e-9, 1e-9)))
-        t += _barrier_batch(call, barrier, extra, before)
-    if not calibrate or not t:
-        return len(t), 0.0
-    local = np.asarray(t, dtype=np.int64)
+        t = np.concatenate([t, runner.barrier(extra)])
+    if not calibrate or not t.size:
+        return int(t.size), 0.0
+    local = t
     p90 = np.empty_like(local)
     comm.Allreduce(local, p90, op=MPI.MAX)
     return len(t), float(np.percentile(p90, 90)) * 1e-9
@@ -343,15 +387,13 @@ class _Point:
                          for k in ("max", "min", "mean")])
 
 
-def _run_batch(comm, call, before, ctrl, model):
+def _run_batch(runner, ctrl, model):
     """One batch on this rank: int64 array [per-repetition ns, start lateness ns]."""
     batch = int(ctrl[1])
     if model is None:
-        t = _barrier_batch(call, comm.Barrier, batch, before)
-        return np.stack([np.asarray(t, dtype=np.int64), np.zeros(batch, dtype=np.int64)])
+        return np.stack([runner.barrier(batch), np.zeros(batch, dtype=np.int64)])
     targets = window_targets(model, int(ctrl[2]), int(ctrl[3]), batch)
-    t, late = _window_batch(call, targets, before)
-    return np.stack([np.asarray(t, dtype=np.int64), np.asarray(late, dtype=np.int64)])
+    return np.stack(runner.window(targets))
 
 
 def _reduce_batch(comm, local, point):
@@ -370,7 +412,7 @@ def _reduce_batch(comm, local, point):
         point.add(hi, lo, tot, comm.Get_size())
 
 
-def _share(comm, point, options, n_warm) -> Timing:
+def _share(comm, point, options, n_warm, loop) -> Timing:
     """Broadcast rank 0's result so every rank returns the same :class:`Timing`."""
     root = comm.Get_rank() == 0
     head = np.zeros(3, dtype=np.int64)
@@ -386,23 +428,30 @@ def _share(comm, point, options, n_warm) -> Timing:
                   discarded=int(head[1]), warmup=n_warm,
                   stop_rule=stats.STOP_RULES[int(head[2])], sync=options.sync,
                   window_s=float(fhead[1]) if options.sync == "window" else None,
-                  elapsed_s=float(fhead[0]), target_ci=options.target_ci)
+                  elapsed_s=float(fhead[0]), target_ci=options.target_ci,
+                  timing_loop=loop)
 
 
-def time_call(comm, call, options: TimingOptions = TimingOptions(), *, before=None) -> Timing:
+def time_call(comm, call, options: TimingOptions = TimingOptions(), *, before=None,
+              native=None) -> Timing:
     """Collective over ``comm``: time ``call()`` adaptively (module docstring).
 
     ``before`` is an optional zero-argument callable run untimed before each repetition
     (e.g. device synchronize or buffer reset); in window mode it must fit in the window.
+    ``native`` (a :class:`collectives.cloop.NativeOp` doing what ``call`` does) lets the
+    compiled loop time the batches instead; it is used when every rank can load that
+    loop and no ``before`` hook is given, else ``call`` is timed by the Python loop.
+    Every rank must pass ``native`` or none.  ``Timing.timing_loop`` says which timed.
     Returns a :class:`Timing`, identical on every rank.
     """
-    _check_args(comm, call, options, before)
+    _check_args(comm, call, options, before, native)
+    runner = _runner(comm, call, before, native)
     window_mode = options.sync == "window"
     enabled = gc.isenabled()
     gc.disable()
     try:
         auto_window = window_mode and options.window is None
-        n_warm, warm_p90 = _warmup(comm, call, options, before, auto_window)
+        n_warm, warm_p90 = _warmup(comm, runner, options, auto_window)
         model, window_s = None, None
         if window_mode:
             model = clock_model(comm)
@@ -416,11 +465,11 @@ def time_call(comm, call, options: TimingOptions = TimingOptions(), *, before=No
             comm.Bcast(ctrl, root=0)
             if ctrl[0] == _STOP:
                 break
-            _reduce_batch(comm, _run_batch(comm, call, before, ctrl, model), point)
+            _reduce_batch(comm, _run_batch(runner, ctrl, model), point)
     finally:
         if enabled:
             gc.enable()
-    return _share(comm, point, options, n_warm)
+    return _share(comm, point, options, n_warm, runner.loop)
 
 
 def timer_properties(samples: int = 20000) -> dict:
@@ -445,13 +494,24 @@ def _noop():
     return None
 
 
-def harness_overhead(comm, options: TimingOptions = TimingOptions()) -> float:
+def harness_overhead(comm, options: TimingOptions = TimingOptions(), *,
+                     loop: str = "python") -> float:
     """Collective: median seconds the harness adds per call (time_call of an empty call).
 
     This is the floor under every measured time: clock reads, the Python call and, in
     window mode, the start check.  Compare it with small-message medians to see how
     much of them is Python.  NaN when every repetition was discarded (window mode
-    with more busy-waiting ranks than cores).
+    with more busy-waiting ranks than cores).  ``loop="c"``: the compiled loop's floor
+    (an empty operation timed in C); NaN when that loop is not used on ``comm``.
     """
-    kept = time_call(comm, _noop, options).max_s
+    if loop not in ("python", "c"):
+        raise ValueError(f"loop must be 'python' or 'c', got {loop!r}")
+    native = None
+    if loop == "c":
+        from .cloop import NativeOp
+        native = NativeOp("noop")
+    t = time_call(comm, _noop, options, native=native)
+    if t.timing_loop != loop:
+        return math.nan
+    kept = t.max_s
     return float(np.median(kept)) if kept.size else math.nan

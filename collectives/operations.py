@@ -11,7 +11,12 @@ into a :class:`Prepared` record holding
     runs the operation once on known data, outside the timed region, and returns
     whether every rank of the communicator got the expected result;
 ``scale``
-    factor applied to measured times (0.5 for the ping-pong: half the round trip).
+    factor applied to measured times (0.5 for the ping-pong: half the round trip);
+``native``
+    the same operation described for the compiled timing loop
+    (:class:`collectives.cloop.NativeOp`), for the library's own operations on host
+    (numpy) buffers; None for hand-written algorithms, ``reduce_local`` and device
+    buffers, which the harness's Python loop times.
 
 ``bytes`` follows :func:`collectives.costs.size_convention`; ``count`` is the element
 count of the whole vector.  Counts not divisible by ``p`` use the blocks of
@@ -33,6 +38,7 @@ op)``, ``allreduce(comm, sendbuf, recvbuf, op)``, ``allgather(comm, sendbuf, rec
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from functools import partial
@@ -74,6 +80,9 @@ class Prepared:
     #: buffers the MPI call reads / writes on this rank (host staging copies them)
     inputs: tuple = ()
     outputs: tuple = ()
+    #: the same operation for the compiled timing loop (collectives.cloop.NativeOp):
+    #: set for the library's own operations on host buffers, None otherwise
+    native: object = None
 
 
 def element_count(nbytes: int, dtype: str) -> int:
@@ -250,9 +259,17 @@ def prepare(comm, collective: str, algorithm: str, nbytes: int, dtype: str,
                          f"{algorithm!r}")
     builder = _BUILDERS[collective]
     point = builder(comm, algorithm, count, dtype, op, buffer)
+    if buffer != "numpy" and point.native is not None:
+        # device buffers: the timed call synchronizes the device, the C loop does not
+        point = dataclasses.replace(point, native=None)
     if buffer == "cupy-staged" and collective != "reduce_local":
         point = gpu.stage_point(point, comm)
     return point
+
+
+def _native(kind, *args, **kw):
+    from .cloop import NativeOp
+    return NativeOp(kind, *args, **kw)
 
 
 def _blocks(count, p):
@@ -264,8 +281,12 @@ def _bcast(comm, algorithm, count, dtype, op, buffer):
     rank = comm.Get_rank()
     buf = allocate(count, dtype, buffer)
     fn = _algorithm("bcast", algorithm)
+    native = None
     if fn is None:
         call = partial(comm.Bcast, _spec(buf, count, dtype), 0)
+        if buffer == "numpy":
+            native = _native("bcast", send=buf, count=count, datatype=_mpi_type(dtype),
+                             root=0)
     else:
         call = partial(fn, comm, buf, root=0)
 
@@ -276,7 +297,8 @@ def _bcast(comm, algorithm, count, dtype, op, buffer):
         return _agree(comm, np.array_equal(_host(buf), expected))
 
     return Prepared("bcast", algorithm, count, call, check,
-                    inputs=(buf,) if rank == 0 else (), outputs=() if rank == 0 else (buf,))
+                    inputs=(buf,) if rank == 0 else (), outputs=() if rank == 0 else (buf,),
+                    native=native)
 
 
 def _allreduce(comm, algorithm, count, dtype, op, buffer):
@@ -284,9 +306,12 @@ def _allreduce(comm, algorithm, count, dtype, op, buffer):
     send, recv = allocate(count, dtype, buffer), allocate(count, dtype, buffer)
     mop = mpi_op(op)
     fn = _algorithm("allreduce", algorithm)
+    native = None
     if fn is None:
         call = partial(comm.Allreduce, _spec(send, count, dtype), _spec(recv, count, dtype),
                        mop)
+        if buffer == "numpy":
+            native = _native("allreduce", send, recv, count, _mpi_type(dtype), mop)
     else:
         call = partial(fn, comm, send, recv, mop)
 
@@ -298,7 +323,7 @@ def _allreduce(comm, algorithm, count, dtype, op, buffer):
         return _agree(comm, np.array_equal(_host(recv), g * _op_factor(op, p, dtype)))
 
     return Prepared("allreduce", algorithm, count, call, check, inputs=(send,),
-                    outputs=(recv,))
+                    outputs=(recv,), native=native)
 
 
 def _reduce_scatter(comm, algorithm, count, dtype, op, buffer):
@@ -308,13 +333,19 @@ def _reduce_scatter(comm, algorithm, count, dtype, op, buffer):
     send, recv = allocate(count, dtype, buffer), allocate(mine, dtype, buffer)
     mop = mpi_op(op)
     fn = _algorithm("reduce_scatter", algorithm)
+    native = None
     if fn is None:
         if count % p == 0:
             call = partial(comm.Reduce_scatter_block, _spec(send, mine, dtype),
                            _spec(recv, mine, dtype), mop)
+            kind = "reduce_scatter_block"
         else:
             call = partial(comm.Reduce_scatter, _spec(send, count, dtype),
                            _spec(recv, mine, dtype), counts, mop)
+            kind = "reduce_scatter"
+        if buffer == "numpy":
+            native = _native(kind, send, recv, mine, _mpi_type(dtype), mop,
+                             counts=counts if kind == "reduce_scatter" else None)
     else:
         call = partial(fn, comm, send, recv, mop)
 
@@ -326,7 +357,7 @@ def _reduce_scatter(comm, algorithm, count, dtype, op, buffer):
         return _agree(comm, np.array_equal(_host(recv), expected))
 
     return Prepared("reduce_scatter", algorithm, count, call, check, inputs=(send,),
-                    outputs=(recv,))
+                    outputs=(recv,), native=native)
 
 
 def _allgather(comm, algorithm, count, dtype, op, buffer):
@@ -335,12 +366,19 @@ def _allgather(comm, algorithm, count, dtype, op, buffer):
     mine = counts[rank]
     send, recv = allocate(mine, dtype, buffer), allocate(count, dtype, buffer)
     fn = _algorithm("allgather", algorithm)
+    native = None
     if fn is None:
         if count % p == 0:
             call = partial(comm.Allgather, _spec(send, mine, dtype), _spec(recv, mine, dtype))
+            kind = "allgather"
         else:
             call = partial(comm.Allgatherv, _spec(send, mine, dtype),
                            [_view(recv), (counts, displs), _mpi_type(dtype)])
+            kind = "allgatherv"
+        if buffer == "numpy":
+            native = _native(kind, send, recv, mine, _mpi_type(dtype),
+                             counts=counts if kind == "allgatherv" else None,
+                             displs=displs if kind == "allgatherv" else None)
     else:
         call = partial(fn, comm, send, recv)
 
@@ -352,7 +390,7 @@ def _allgather(comm, algorithm, count, dtype, op, buffer):
         return _agree(comm, np.array_equal(_host(recv), _pattern(0, count, dtype) * owners))
 
     return Prepared("allgather", algorithm, count, call, check, inputs=(send,),
-                    outputs=(recv,))
+                    outputs=(recv,), native=native)
 
 
 def _pingpong(comm, algorithm, count, dtype, op, buffer):
@@ -387,9 +425,11 @@ def _pingpong(comm, algorithm, count, dtype, op, buffer):
         call()
         return _agree(comm, np.array_equal(_host(recv), g))
 
+    native = _native("pingpong", send, recv, count, _mpi_type(dtype), tag=tag) \
+        if buffer == "numpy" else None
     return Prepared("pingpong", algorithm, count, call, check, scale=0.5,
                     inputs=(send,) if rank == 0 else (),
-                    outputs=(recv,) if rank == 0 else ())
+                    outputs=(recv,) if rank == 0 else (), native=native)
 
 
 def _reduce_local(comm, algorithm, count, dtype, op, buffer):
