@@ -6,23 +6,25 @@ broadcasts.  Sizes follow :func:`collectives.costs.size_convention`.  An excepti
 rank aborts the whole job (``MPI_Abort``) with its message; a point that runs longer than
 ``--point-timeout`` ends the job with status 3 and a message naming the point.
 
-One writer per run directory: the run's ``.lock`` (collectives.rundir) is held from
-the start (``--out``) or from the checks (``--resume``) to the end; a second writer is
-refused with status 2.  Every collective wait -- setup, the harness probe, the plan,
-each sub-communicator split, every point, the waits between rank-count groups, the
-final write -- is under a deadline (collectives.watchdog) that names the phase: a
-rank that dies, stops or starves ends the job (status 3) instead of hanging it.
-
-Test hooks: collectives.faults (environment variables ``COLLCOST_TEST_FAULT``,
-``COLLCOST_TEST_KILL_AFTER_POINTS``, ``COLLCOST_TEST_FAIL_AT_POINT``).
+Test hooks (environment variables, used by tests/test_sweep_failures.py):
+``COLLCOST_TEST_KILL_AFTER_POINTS=k`` makes world rank 1 (rank 0 in a 1-rank job)
+``os._exit(9)`` right after the k-th point it took part in was written to disk;
+``COLLCOST_TEST_FAIL_AT_POINT=k`` makes the last world rank raise ``RuntimeError`` when
+it starts the k-th point it takes part in.
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
+import re
 import sys
+import tempfile
 import textwrap
+import threading
+import time
+import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,15 +32,7 @@ from .costs import AUXILIARY, COLLECTIVES, NATIVE, algorithms as registered_algo
 from .costs import busbw_factor, size_convention
 from . import gpu
 from .operations import DTYPES, MAX_COUNT, OPS, element_count, memory_per_rank
-from .faults import FAIL_ENV, KILL_ENV, FaultHooks
-from .files import UsageError
-from .parsing import (bounded_float, bounded_int, check_timeout, parse_list,
-                      parse_ranks as _parse_ranks, parse_size, parse_sizes,
-                      physical_memory as _physical_memory)
-from .progress import Progress, human_bytes as _human
-from .rundir import check_new_run_dir
 from .stats import relative_halfwidth
-from .watchdog import Watchdog, guarded_main, idle_wait as _idle_wait
 from .topology import REQUESTS, check_ranks, default_ranks, resolve_topologies
 
 __all__ = ["UsageError", "Options", "parse_size", "parse_sizes", "parse_list",
@@ -53,17 +47,102 @@ DEFAULT_TIME_BUDGET = 1.0
 DEFAULT_TARGET_CI = 0.05
 DEFAULT_MIN_REPS = 10
 DEFAULT_MAX_REPS = 100000
+KILL_ENV = "COLLCOST_TEST_KILL_AFTER_POINTS"
+FAIL_ENV = "COLLCOST_TEST_FAIL_AT_POINT"
 #: Options that may differ between a run and its ``--resume``.
-RESUME_FREE = ("point_timeout", "max_memory", "out", "resume", "quick", "cuda_aware",
-               "break_lock")
-#: Bounds of the counts a user gives (checked before anything is allocated).
-MAX_REPS = 10_000_000
-MAX_TIME_BUDGET = 86400.0
-MAX_SEED = 2**63 - 1
+RESUME_FREE = ("point_timeout", "max_memory", "out", "resume", "quick", "cuda_aware")
+
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10,
+          "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
+          "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30,
+          "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}
+
+
+class UsageError(ValueError):
+    """A bad command line: reported by rank 0, every rank exits with status 2."""
+
 
 # ---------------------------------------------------------------------------------
-# Parsing (the values themselves: collectives.parsing)
+# Parsing
 # ---------------------------------------------------------------------------------
+
+def parse_size(text: str, what: str = "size") -> int:
+    """``'64M'`` -> 67108864 (binary units K, M, G, T; optional B/iB)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", str(text))
+    if not m or m.group(2).upper() not in _UNITS:
+        raise UsageError(f"{what} {text!r} is not a size (examples: 8, 1K, 64M, 2GiB)")
+    return int(m.group(1)) * _UNITS[m.group(2).upper()]
+
+
+def parse_sizes(text) -> tuple:
+    """Sizes in bytes from ``MIN:MAX[:FACTOR]`` (MIN, MIN*FACTOR, ... <= MAX; FACTOR 2
+    by default, like OSU's ``-m``) or a comma list (``8,1K,4M``); sorted, unique.
+
+    Already-parsed lists of integers pass through (validated)."""
+    if isinstance(text, (list, tuple)):
+        sizes = [int(s) for s in text]
+    else:
+        text = str(text).strip()
+        if not text:
+            raise UsageError("--sizes is empty")
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) not in (2, 3):
+                raise UsageError(f"--sizes {text!r}: a range is MIN:MAX or MIN:MAX:FACTOR")
+            lo = parse_size(parts[0], "--sizes minimum")
+            hi = parse_size(parts[1], "--sizes maximum")
+            factor = 2
+            if len(parts) == 3:
+                if not parts[2].strip().isdigit() or int(parts[2]) < 2:
+                    raise UsageError(f"--sizes {text!r}: FACTOR must be a whole number "
+                                     ">= 2")
+                factor = int(parts[2])
+            if lo <= 0:
+                raise UsageError(f"--sizes {text!r}: sizes must be > 0 bytes")
+            if hi < lo:
+                raise UsageError(f"--sizes {text!r}: MAX is smaller than MIN")
+            sizes, s = [], lo
+            while s <= hi:
+                sizes.append(s)
+                s *= factor
+        else:
+            sizes = [parse_size(t, "--sizes entry") for t in text.split(",")]
+    bad = [s for s in sizes if s <= 0]
+    if bad:
+        raise UsageError(f"--sizes: sizes must be > 0 bytes, got {bad[0]}")
+    return tuple(sorted(set(sizes)))
+
+
+def parse_list(text, what: str, allowed, extra=()) -> tuple:
+    """Comma list validated against ``allowed`` (order kept, duplicates dropped)."""
+    items = list(text) if isinstance(text, (list, tuple)) else \
+        [t.strip() for t in str(text).split(",") if t.strip()]
+    if not items:
+        raise UsageError(f"{what} is empty")
+    for item in items:
+        if item not in tuple(allowed) + tuple(extra):
+            raise UsageError(f"{what}: unknown value {item!r}; expected one of "
+                             f"{', '.join(tuple(allowed) + tuple(extra))}")
+    return tuple(dict.fromkeys(items))
+
+
+def _parse_ranks(text) -> tuple:
+    items = list(text) if isinstance(text, (list, tuple)) else str(text).split(",")
+    out = []
+    for item in items:
+        try:
+            out.append(int(str(item).strip()))
+        except ValueError:
+            raise UsageError(f"--ranks: {item!r} is not a whole number") from None
+    return tuple(out)
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser (defaults are None: :func:`validate` fills them in)."""
@@ -137,17 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
       help="abort the job (status 3) when one point runs longer than this, naming the "
            "point; 0 disables (default 120 + 20 x --time-budget)")
     a("--out", metavar="DIR",
-      help="run directory to create; must not exist or be empty; created atomically "
-           "(default data/<run id>)")
+      help="run directory to create; must not exist or be empty (default data/<run id>)")
     a("--resume", metavar="DIR",
       help="continue the run in DIR: its stored options are used (options given again "
-           "must match them, and so must the MPI tuning variables of the environment), "
-           "points already on disk are skipped; refused while another job writes DIR")
-    a("--break-lock", action="store_true", default=None,
-      help="with --resume: remove the run's lock even when its holder cannot be checked "
-           "from here (a job on another host that is gone). A lock whose job is provably "
-           "gone (same host, process not running) is removed without this option; a "
-           "running job's lock never is on this host")
+           "must match them), points already on disk are skipped")
     a("--quick", action="store_true", default=None,
       help=f"small sweep: sizes {QUICK_SIZES}, --time-budget {QUICK_TIME_BUDGET} "
            "(explicit options win)")
@@ -184,7 +256,6 @@ class Options:
     quick: bool = False
     rank_request: tuple | None = field(default=None)
     cuda_aware: str = "auto"
-    break_lock: bool = False
 
     def to_metadata(self) -> dict:
         """JSON-ready dict (tuples as lists)."""
@@ -205,10 +276,28 @@ def _default_max_memory(layout) -> int:
     return _physical_memory() // (4 * crowded)
 
 
-def _check_output(path) -> None:
-    """Usage error unless ``path`` can become a new run directory
-    (:func:`collectives.rundir.check_new_run_dir`)."""
-    check_new_run_dir(path, option="--out")
+def _check_output(path: Path) -> None:
+    """Usage error unless ``path`` can be created as a new (or is an empty) directory.
+    Probes the nearest existing ancestor with a temporary directory it removes."""
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"--out {path}: exists and is not a directory")
+        if any(path.iterdir()):
+            raise UsageError(f"--out {path}: directory is not empty (use --resume {path} "
+                             "to continue that run, or choose another --out)")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"--out {path}: {probe} is not a directory")
+    try:
+        tmp = tempfile.mkdtemp(prefix=".collcost-probe-", dir=probe)
+        os.rmdir(tmp)
+    except OSError as exc:
+        raise UsageError(f"--out {path}: cannot create a directory in {probe} "
+                         f"({exc.strerror or exc})") from None
 
 
 def validate(raw: dict, layout, *, run_id: str = "run") -> Options:
