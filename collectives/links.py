@@ -37,12 +37,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import sys
 import textwrap
 import time
-import traceback
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -195,7 +193,7 @@ def validate(raw: dict, layout, *, run_id: str = "run"):
     option."""
     from .harness import SYNC_MODES, TimingOptions
     from .operations import element_count
-    from .sweep import parse_sizes
+    from .parsing import check_timeout, parse_sizes
     try:
         sizes = parse_sizes(_get(raw, "sizes", DEFAULT_SIZES))
     except ValueError as exc:
@@ -226,10 +224,8 @@ def validate(raw: dict, layout, *, run_id: str = "run"):
     except (TypeError, ValueError) as exc:
         raise UsageError(f"timing options: {exc}") from None
     timeout = raw.get("point_timeout")
-    timeout = 120 + 20 * float(budget) if timeout is None else float(timeout)
-    if not 0 <= timeout < math.inf:
-        raise UsageError(f"--point-timeout must be >= 0 (0 disables) and finite, got "
-                         f"{timeout}")
+    timeout = check_timeout(120 + 20 * float(budget) if timeout is None else timeout,
+                            "--point-timeout")
     resume = raw.get("resume")
     out = raw.get("out") or str(Path("data") / f"links-{run_id}")
     if resume is None:
@@ -570,7 +566,8 @@ def _row(opts, plan, ends, a: lp.Assignment, src, dst, size, prepared, timing, c
         row["samples"] = {k: [x - ack for x in v] for k, v in row["samples"].items()}
     row.update(src=src, dst=dst, src_host=ends[src].host, dst_host=ends[dst].host,
                src_rank=ends[src].rank, dst_rank=ends[dst].rank, round=a.round,
-               step=a.step, concurrent=a.concurrent, ack_s=ack, timing_loop="python")
+               step=a.step, concurrent=a.concurrent, ack_s=ack)
+    row.setdefault("timing_loop", "python")
     return row
 
 
@@ -606,7 +603,8 @@ def _measure(world, opts, plan, ends, a: lp.Assignment, watchdog, hooks) -> list
                 sender = 0 if ends[src].rank == first else 1
                 prepared = _one_way(pair, size, sender)
             correct = prepared.check()
-            timing = time_call(pair, prepared.call, timing_opts)
+            timing = time_call(pair, prepared.call, timing_opts,
+                               native=getattr(prepared, "native", None))
             if a.leader:
                 rows.append(_row(opts, plan, ends, a, src, dst, size, prepared, timing,
                                  correct, ack))
@@ -660,10 +658,11 @@ _overhead_box: dict = {}
 
 
 def _run(argv) -> int:
+    from .faults import FaultHooks
     from .harness import TimingOptions, harness_overhead
     from .mpi import MPI
-    from .sweep import Progress, Watchdog, _TestHooks
     from .topology import detect
+    from .watchdog import Watchdog
 
     world = MPI.COMM_WORLD
     rank = world.Get_rank()
@@ -676,12 +675,13 @@ def _run(argv) -> int:
             sys.stderr.flush()
         return setup[1]
     _, opts, ends, plan, stored, run_id = setup
+    watchdog = Watchdog(opts.point_timeout, rank=rank)
+    hooks = FaultHooks(rank, world.Get_size())
     if stored is None:  # the harness's own cost, once per run, on the whole job
         probe = TimingOptions(sync=opts.sync, time_budget=min(0.2, opts.time_budget))
-        _overhead_box["value"] = {opts.sync: float(harness_overhead(world, probe))}
+        with watchdog.phase("harness overhead probe"):
+            _overhead_box["value"] = {opts.sync: float(harness_overhead(world, probe))}
     ctrl = world.Dup()  # control traffic never matches a pair's messages
-    watchdog = Watchdog(opts.point_timeout)
-    hooks = _TestHooks(world)
     try:
         if rank == 0:
             status = _coordinate(argv, world, ctrl, layout, opts, plan, ends, stored,
@@ -722,8 +722,11 @@ def _coordinate(argv, world, ctrl, layout, opts, plan, ends, stored, run_id, wat
               f"--min-reps {opts.min_reps} repetitions of the largest size outlast the "
               f"budget); writing {opts.out}\n")
     err.flush()
-    from .sweep import Progress
-    progress = Progress(max(1, (plan.rounds - start_round) * plan.steps_per_round))
+    from .progress import Progress
+    from .watchdog import at_abort
+    at_abort(writer.release)  # a deadline or an error on rank 0 frees the run's lock
+    progress = Progress(max(1, (plan.rounds - start_round) * plan.steps_per_round),
+                        every=2.0)
     for step in plan.steps(start_round):
         told = plan.assignments(step, ends, ledger)
         if not told:
@@ -786,7 +789,7 @@ def summary(ledger: lp.Ledger, plan: lp.Plan, ends, top: int = 5,
            "(bytes / one-way time)",
            f"{'bytes':>8s} {'links':>7s} {'median_us':>10s} {'min_us':>10s} "
            f"{'max_us':>10s} {'median_GB/s':>11s} {'min_GB/s':>9s}  slowest links"]
-    from .sweep import _human
+    from .progress import human_bytes as _human
     by_host = len({e.host for e in ends}) == n  # host names tell the endpoints apart
     for k, size in enumerate(plan.sizes):
         t = ledger.median[:, :, k][mask].astype(float)
@@ -835,18 +838,8 @@ def _link_name(ends, i, j, by_host: bool) -> str:
 
 def main(argv=None) -> int:
     """Entry point: any exception on any rank aborts the whole job."""
-    from .mpi import MPI
-    try:
-        return _run(argv)
-    except SystemExit:
-        raise
-    except BaseException as exc:  # noqa: BLE001 -- report, then take the job down
-        rank = MPI.COMM_WORLD.Get_rank()
-        sys.stderr.write(traceback.format_exc() + f"collcost: rank {rank}: "
-                         f"{type(exc).__name__}: {exc}; aborting the job\n")
-        sys.stderr.flush()
-        MPI.COMM_WORLD.Abort(1)
-        return 1
+    from .watchdog import guarded_main
+    return guarded_main(_run, argv)
 
 
 if __name__ == "__main__":

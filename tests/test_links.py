@@ -1,0 +1,183 @@
+"""``python -m collectives.links``: bad input (in-process and launched), real launches at
+2-5 ranks (all rank pairs on this one host), both directions, the serial schedule, a
+killed rank then ``--resume``, an injected failure.  Every launch under a timeout."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from collectives import links
+from collectives.topology import layout_from_hosts
+from mpirun import mpirun
+
+TINY = ["--time-budget", "0.01", "--min-reps", "3", "--max-reps", "30", "--warmup", "1"]
+SIZES = "8,4M"  # tiny and well above MPICH's eager threshold
+
+
+def launch(n, args, timeout=120, env=None):
+    return mpirun(n, ["-m", "mpi4py", "-m", "collectives.links"] + [str(a) for a in args],
+                  timeout=timeout, env=env)
+
+
+def rows(run: Path):
+    return [json.loads(line) for line in (run / "points.jsonl").read_text().splitlines()]
+
+
+BAD = [
+    (["a"] * 3, [], "--mode node: this launch gives 1 endpoint(s)"),
+    (["a"], ["--mode", "rank"], "start at least 2 ranks"),
+    (["a", "a", "b"], ["--mode", "group", "--groups-per-node", "2"],
+     "node b holds only 1 rank(s)"),
+    (["a", "b"], ["--mode", "group"], "needs --groups-per-node"),
+    (["a", "b"], ["--mode", "nic"], "--mode: unknown value 'nic'"),
+    (["a", "b"], ["--sizes", "6"], "not a multiple of the float32"),
+    (["a", "b"], ["--sizes", "0,8"], "sizes must be > 0 bytes"),
+    (["a", "b"], ["--sizes", ""], "--sizes is empty"),
+    (["a", "b"], ["--direction", "up"], "--direction: unknown value 'up'"),
+    (["a", "b"], ["--concurrent", "-2"], "--concurrent must be a whole number >= 1"),
+    (["a", "b"], ["--sync", "never"], "--sync: unknown value 'never'"),
+    (["a", "b"], ["--min-reps", "9", "--max-reps", "3"], "max_reps (3) must be >= min_reps"),
+    (["a", "b"], ["--time-budget", "0"], "time_budget must be a finite number > 0"),
+    (["a", "b"], ["--point-timeout", "nan"], "--point-timeout must be >= 0"),
+    (["a", "b"], ["--resume", "/nonexistent/run"], "not a run directory"),
+]
+
+
+@pytest.mark.parametrize("hosts, args, message", BAD)
+def test_bad_input_is_a_usage_error(tmp_path, hosts, args, message):
+    out = [] if "--resume" in args else ["--out", str(tmp_path / "run")]
+    got = links._setup(args + out, layout_from_hosts(hosts))
+    assert got[:2] == ("exit", 2), got
+    assert message in " ".join(got[2].split()), got[2]
+    assert got[2].startswith("usage:")
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_out_not_empty_and_resume_of_a_sweep_run(tmp_path):
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("keep me")
+    got = links._setup(["--out", str(full)], layout_from_hosts(["a", "b"]))
+    assert got[:2] == ("exit", 2) and "not empty" in got[2]
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    meta = {"schema_version": 1, "kind": "collcost-run", "run_id": "x"}
+    (sweep / "metadata.json").write_text(json.dumps(meta))
+    got = links._setup(["--resume", str(sweep)], layout_from_hosts(["a", "b"]))
+    assert got[:2] == ("exit", 2) and "collcost-links" in got[2], got[2]
+    got = links._setup(["--resume", str(sweep), "--out", str(tmp_path / "o")],
+                       layout_from_hosts(["a", "b"]))
+    assert "--out and --resume exclude each other" in got[2]
+    assert (full / "x").read_text() == "keep me"
+    assert sorted(p.name for p in sweep.iterdir()) == ["metadata.json"]
+
+
+def test_help_explains_every_option():
+    text = links.build_parser().format_help()
+    for action in links.build_parser()._actions:
+        for opt in action.option_strings:
+            assert opt in text
+        assert action.help, action.option_strings
+    assert "Exit status" in text and "ack_s" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sizes", "8"], "--mode node: this launch gives 1 endpoint(s)"),
+    (["--mode", "rank", "--sizes", "8"], "start at least 2 ranks"),
+])
+def test_launched_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
+    n = 1 if "--mode" in args else 2  # 2 ranks of one host: still one node
+    p = launch(n, args + ["--out", tmp_path / "run"], timeout=60)
+    assert p.returncode == 2, p.stderr
+    assert message in p.stderr
+    assert p.stderr.count("usage:") == 1  # rank 0 alone prints
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_all_rank_pairs(tmp_path, n):
+    run = tmp_path / "run"
+    p = launch(n, ["--mode", "rank", "--sizes", SIZES, "--out", run] + TINY)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = rows(run)
+    pairs = n * (n - 1) // 2
+    assert len(got) == pairs * 2
+    assert {(r["src"], r["dst"]) for r in got} == {(a, b) for a in range(n)
+                                                  for b in range(a + 1, n)}
+    assert sorted({r["bytes"] for r in got}) == [8, 4 << 20]
+    for r in got:
+        assert r["collective"] == "pingpong" and r["topology"] == "link"
+        assert r["ranks"] == 2 and r["nodes"] == 1 and r["correct"]
+        assert r["concurrent"] == n // 2 and r["src_rank"] == r["src"]
+        assert 0 < r["median_s"] and len(r["samples"]["max"]) == r["repetitions"] >= 3
+    # every round's pairs are disjoint
+    by_round = {}
+    for r in got:
+        if r["bytes"] == 8:
+            by_round.setdefault(r["round"], []).extend([r["src"], r["dst"]])
+    assert len(by_round) == (n - 1 if n % 2 == 0 else n)
+    assert all(len(v) == len(set(v)) for v in by_round.values())
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["kind"] == "collcost-links"
+    assert meta["links"]["mode"] == "rank" and meta["links"]["direction"] == "one"
+    assert [e["rank"] for e in meta["links"]["endpoints"]] == list(range(n))
+    assert meta["links"]["schedule"] == ("serial" if n < 4 else "tournament")
+    csv_lines = (run / "points.csv").read_text().splitlines()
+    assert len(csv_lines) == len(got) + 1 and "src_host" in csv_lines[0]
+    assert not (run / ".lock").exists()
+    assert "plan:" in p.stderr and "estimated" in p.stderr  # printed before measuring
+    assert "bandwidth matrix" in p.stdout
+    back = links.read_links(run)
+    assert len(back.points) == len(got) and "samples" not in back.points
+
+
+def test_both_directions_serial(tmp_path):
+    run = tmp_path / "run"
+    p = launch(4, ["--mode", "rank", "--sizes", "8,1M", "--direction", "both",
+                   "--concurrent", "1", "--out", run] + TINY)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = rows(run)
+    assert len(got) == 12 * 2
+    assert {(r["src"], r["dst"]) for r in got} == {(a, b) for a in range(4)
+                                                  for b in range(4) if a != b}
+    assert all(r["concurrent"] == 1 and r["ack_s"] > 0 and r["correct"] for r in got)
+    assert len({r["step"] for r in got}) == 6
+    # one way of 1 MiB takes longer than one way of 8 B
+    med = {(r["src"], r["dst"], r["bytes"]): r["median_s"] for r in got}
+    slower = sum(med[(a, b, 1 << 20)] > med[(a, b, 8)] for a in range(4) for b in range(4)
+                 if a != b)
+    assert slower >= 10, med
+
+
+def test_killed_rank_then_resume(tmp_path):
+    run = tmp_path / "run"
+    args = ["--mode", "rank", "--sizes", "8,64K,1M", "--out", run] + TINY
+    p = launch(4, args, env={"COLLCOST_TEST_KILL_AFTER_POINTS": "4"})
+    assert p.returncode != 0
+    before = (run / "points.jsonl").read_text().splitlines()
+    assert 0 < len(before) < 18
+    again = launch(4, ["--resume", run])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming {run}" in again.stderr
+    after = (run / "points.jsonl").read_text().splitlines()
+    assert after[:len(before)] == before
+    keys = [(r["src"], r["dst"], r["bytes"]) for r in map(json.loads, after)]
+    assert len(keys) == len(set(keys)) == 18
+    meta = json.loads((run / "metadata.json").read_text())
+    assert len(meta["launches"]) == 2
+    # a resume with other options is refused, nothing changes
+    other = launch(4, ["--resume", run, "--sizes", "8"], timeout=60)
+    assert other.returncode == 2 and "options differ" in other.stderr
+    assert (run / "points.jsonl").read_text().splitlines() == after
+
+
+def test_failure_on_one_rank_aborts(tmp_path):
+    run = tmp_path / "run"
+    p = launch(3, ["--mode", "rank", "--sizes", "8", "--out", run] + TINY,
+               env={"COLLCOST_TEST_FAIL_AT_POINT": "2"}, timeout=60)
+    assert p.returncode not in (0, 124), p.stderr[-2000:]
+    assert "failure injected" in p.stderr
+    assert len(rows(run)) >= 1  # the first step's point was kept
