@@ -52,7 +52,7 @@ import numpy as np
 __all__ = [
     "CostModel", "COLLECTIVES", "AUXILIARY", "COSTS", "NATIVE",
     "algorithms", "cost_model", "coefficients", "predict", "lower_bound",
-    "busbw_factor", "size_convention",
+    "busbw_factor", "size_convention", "step_bytes", "predict_steps",
 ]
 
 #: The collectives the sweep times, in the order they are reported.
@@ -279,6 +279,34 @@ def predict(collective: str, algorithm: str, p, nbytes, alpha, beta, gamma=0.0):
     a, b, c = coefficients(collective, algorithm, p)
     n = np.asarray(nbytes, dtype=float)
     return a * alpha + b * n * beta + c * n * gamma
+
+
+def step_bytes(collective: str, algorithm: str, p, nbytes):
+    """Mean bytes of one message on the critical path: ``b(p) n / a(p)``.
+
+    Exact where every step moves the same amount (ring, pairwise, recursive doubling of
+    the whole vector, binomial trees); the mean of halving/doubling steps otherwise.
+    ``n`` where ``a(p) = 0`` (nothing is sent: the local kernel, p = 1).  The joint fit
+    (:mod:`fits.joint`) uses it to price each step with the point-to-point constants
+    of the protocol regime its messages fall in.
+    """
+    a, b, _ = coefficients(collective, algorithm, p)
+    n = np.asarray(nbytes, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(a > 0, b * n / np.where(a > 0, a, 1.0), n)
+
+
+def predict_steps(collective: str, algorithm: str, p, nbytes, alpha, beta, gamma=0.0,
+                  step_cost=0.0, call_cost=0.0):
+    """Time with software costs: ``a(p) (α + step_cost) + b(p) n β + c(p) n γ + call_cost``.
+
+    ``step_cost``: what one message step of the implementation adds beyond the network
+    (Python work around each send/receive of the hand-written algorithms);
+    ``call_cost``: a once-per-call cost (the MPI library's own collective entry).
+    """
+    a, b, c = coefficients(collective, algorithm, p)
+    n = np.asarray(nbytes, dtype=float)
+    return a * (alpha + step_cost) + b * n * beta + c * n * gamma + call_cost
 
 
 def _moves_data(p):

@@ -36,7 +36,7 @@ import pandas as pd
 
 from collectives import costs
 
-from . import __version__, bootstrap, headline, model, segments, validate
+from . import __version__, bootstrap, headline, joint, model, segments, validate
 
 __all__ = ["FitOptions", "FitError", "FitResult", "EntryFit", "Part", "fit_points",
            "fit_runs", "read_runs", "REQUIRED_COLUMNS"]
@@ -234,26 +234,8 @@ def _need_sizes(nbytes, what):
 
 
 def _assess(value, reps, free_value, free_reps, confidence, fixed=None):
-    """``(ci, status, note)`` of one fitted constant (rules of :mod:`fits.headline`).
-
-    At its bound 0 the interval is one-sided (``[0, upper]`` from the unconstrained
-    refits) and the status ``at_bound``; else the percentile interval of the bounded
-    refits and :func:`fits.headline.status_of`.  ``fixed``: the status of a constant
-    taken from elsewhere (γ of the topology).
-    """
-    ci = None if reps is None else _interval(reps, confidence)
-    if fixed is not None:
-        return ci, fixed, "taken from the topology's γ"
-    if value is None:
-        return ci, "not_identified", "no value"
-    if value <= 0:
-        one = None if free_reps is None else headline.bound_interval(free_reps, confidence)
-        note = "at its bound 0"
-        if free_value is not None:
-            note += f" (unconstrained fit {free_value:.3g})"
-        return one, "at_bound", note + "; the interval is one-sided"
-    status, reason = headline.status_of(value, ci)
-    return ci, status, reason
+    """:func:`fits.headline.assess` (one rule for every constant)."""
+    return headline.assess(value, reps, free_value, free_reps, confidence, fixed)
 
 
 def _segment_entries(part: Part, confidence, names) -> list:
@@ -568,6 +550,22 @@ def _fit_native(frame, idx, reps, opts, topology, collective) -> EntryFit:
     return efit
 
 
+def _fit_joint(frame, sub, reps, opts, topology, p2p, gfit):
+    """The topology's joint constants (:mod:`fits.joint`), or None."""
+    colls, algs = sub["collective"], sub["algorithm"]
+    registry = ~colls.isin(costs.AUXILIARY) & (algs != costs.NATIVE)
+    idx = sub.index[(colls == "pingpong") | registry]
+    if not registry.any() and p2p is None:
+        return None
+    probe = gfit.points.index if gfit is not None else sub.index[:0]
+    rows = idx.union(probe)
+    r = None if reps is None else reps.subset(rows)
+    return joint.fit_joint(
+        frame.loc[rows], r, confidence=opts.confidence, topology=topology,
+        p2p_breakpoints=() if p2p is None else p2p.parts[0].fit.breakpoints,
+        gamma_breakpoints=() if gfit is None else gfit.parts[0].fit.breakpoints)
+
+
 # ----------------------------------------------------------------------------------
 # public entry points
 # ----------------------------------------------------------------------------------
@@ -645,8 +643,19 @@ def fit_points(frame: pd.DataFrame, options: FitOptions | None = None, *,
             algos.setdefault(collective, {})[algorithm] = efit.entry
             say(f"{topology} {collective}/{algorithm}: median rel. error "
                 f"{efit.entry['errors']['median_rel']:.1%}")
+        jfit = _fit_joint(frame, sub, reps, opts, topology, p2p, gfit)
+        if jfit is not None:
+            for key, err in jfit.entry["errors"]["per_entry"].items():
+                collective, algorithm = key.split("/")
+                if collective in algos and algorithm in algos[collective]:
+                    algos[collective][algorithm]["joint"] = err
+            big = jfit.entry["errors"]["median_of_entries_large"]
+            say(f"{topology} joint constants: median over "
+                f"{jfit.entry['errors']['entries']} collectives of the median error at "
+                f">= {joint.LARGE_BYTES} B: " + ("-" if big is None else f"{big:.1%}"))
         out_topologies[topology] = {
             "headline": None if p2p is None else p2p.headline,
+            "joint": None if jfit is None else jfit.entry,
             "ranks_per_node": (int(meta["ranks_per_node"]) if topology != "inter"
                                and isinstance(meta.get("ranks_per_node"), int)
                                else (1 if topology == "inter" else None)),

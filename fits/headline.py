@@ -29,7 +29,7 @@ import numpy as np
 from . import bootstrap, model, segments
 
 __all__ = ["STATUSES", "LATENCY_MAX_BYTES", "LARGE_MIN_SIZES", "status_of",
-           "bound_interval", "p2p_headline"]
+           "bound_interval", "assess", "p2p_headline"]
 
 #: Values of ``status``.
 STATUSES = ("identified", "at_bound", "not_identified")
@@ -83,6 +83,29 @@ def bound_interval(free_reps, confidence) -> list:
         return [0.0, None]
     upper = float(np.percentile(reps, 100 * confidence))
     return [0.0, upper if upper > 0 else None]
+
+
+def assess(value, reps, free_value, free_reps, confidence, fixed=None):
+    """``(ci, status, note)`` of one fitted constant.
+
+    At its bound 0 the interval is one-sided (:func:`bound_interval` of the
+    unconstrained refits ``free_reps``) and the status ``at_bound``; else the percentile
+    interval of the bounded refits ``reps`` and :func:`status_of`.  ``fixed``: the
+    status of a constant taken from elsewhere (γ of the topology).
+    """
+    ci = None if reps is None else _interval(reps, confidence)
+    if fixed is not None:
+        return ci, fixed, "taken from the topology's γ"
+    if value is None:
+        return ci, "not_identified", "no value"
+    if value <= 0:
+        one = None if free_reps is None else bound_interval(free_reps, confidence)
+        note = "at its bound 0"
+        if free_value is not None:
+            note += f" (unconstrained fit {free_value:.3g})"
+        return one, "at_bound", note + "; the interval is one-sided"
+    status, reason = status_of(value, ci)
+    return ci, status, reason
 
 
 def _interval(values, confidence):

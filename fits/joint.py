@@ -1,0 +1,251 @@
+"""One set of constants per topology that explains every measured collective.
+
+The per-entry fits of :mod:`fits.fit` give every algorithm its own α, β: good curves,
+but constants that describe the algorithm's implementation rather than the network.
+Here a topology's **α, β, γ** are fitted *jointly* from the ping-pong, the reduction
+kernel (``reduce_local``) and every measured registry algorithm, each algorithm priced
+through the registry (:func:`collectives.costs.predict_steps`)::
+
+    T = a(p) (α_r + s_impl) + b(p) n β_r + c(p) n γ_g + o_impl
+
+* ``r``: the protocol regime of the algorithm's messages -- the ping-pong's size
+  segment (:mod:`fits.segments`) containing the step's mean message size
+  ``b(p) n / a(p)`` (:func:`collectives.costs.step_bytes`).  A ring all-reduce of 1 MiB
+  on 4 ranks sends 256 KiB messages and pays the 256 KiB regime's α and β;
+* ``g``: the reduction kernel's size segment (cache effects) holding the same block size;
+* ``s_impl``, ``o_impl``: the software cost of an *implementation* per message step and
+  per call -- ``python`` for the hand-written algorithms (the Python work around each
+  message), ``kernel`` (per call only) for the timed local reduction.  The ping-pong
+  carries none: α is the point-to-point latency as seen through mpi4py.
+
+Fitted on relative error with every constant ≥ 0 (:func:`fits.model.solve`); columns
+the points cannot separate are dropped (:func:`fits.model.identifiable_columns`) and
+reported as not identified.  Intervals: the fitter's bootstrap replicates, refitted;
+status by :func:`fits.headline.assess`.  The prediction error of every entry is
+reported (all sizes and sizes ≥ :data:`LARGE_BYTES`).  Native collectives are not in this
+fit: :mod:`fits.native` explains them with these constants.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from collectives import costs
+
+from . import headline, model, segments
+
+__all__ = ["LARGE_BYTES", "JointFit", "fit_joint", "predict", "IMPLEMENTATIONS"]
+
+#: Sizes from which the prediction error is reported separately (the target's range).
+LARGE_BYTES = 65536
+#: Implementations with a software cost: our Python algorithms, the timed kernel.
+IMPLEMENTATIONS = ("python", "kernel")
+_MODEL = ("T = a(p) (alpha_r + step_s) + b(p) n beta_r + c(p) n gamma_g + call_s; r, g: "
+          "regime of the step's mean message bytes b(p) n / a(p)")
+
+
+@dataclass
+class JointFit:
+    """The fitted joint model: column names, constants, replicates, the points' design."""
+
+    names: list
+    theta: np.ndarray
+    replicates: np.ndarray | None
+    regimes: tuple
+    gamma_breakpoints: tuple
+    entry: dict
+
+
+def _regime_edges(breakpoints):
+    edges = [0] + [int(b) for b in breakpoints]
+    return [(lo, edges[i + 1] if i + 1 < len(edges) else None)
+            for i, lo in enumerate(edges)]
+
+
+def _columns(coll, alg, p, n, regimes, gbps, impl):
+    """Design rows (m × K) of one group of points; K = 2R + G + 3."""
+    R, G = len(regimes) + 1, len(gbps) + 1
+    a, b, c = costs.coefficients(coll, alg, p)
+    if coll == "reduce_local":  # the kernel: n γ plus a per-call harness cost
+        a = np.zeros_like(a)
+    m = costs.step_bytes(coll, alg, p, n)
+    r = segments.assign(m, regimes)
+    g = segments.assign(m, gbps)
+    X = np.zeros((len(n), 2 * R + G + 3))
+    rows = np.arange(len(n))
+    X[rows, r] = a
+    X[rows, R + r] = b * n
+    X[rows, 2 * R + g] = c * n
+    base = 2 * R + G
+    if impl == "python":
+        X[:, base] = a
+        X[:, base + 1] = 1.0
+    elif impl == "kernel":
+        X[:, base + 2] = 1.0
+    return X
+
+
+def _names(R, G):
+    return ([f"alpha_{i}" for i in range(R)] + [f"beta_{i}" for i in range(R)]
+            + [f"gamma_{i}" for i in range(G)]
+            + ["python_step_s", "python_call_s", "kernel_call_s"])
+
+
+def _impl(collective, algorithm):
+    if collective == "reduce_local":
+        return "kernel"
+    if collective == "pingpong":
+        return None
+    return "python"
+
+
+def design(frame, regimes, gbps):
+    """Joint design of a point table (rows: pingpong, reduce_local, registry entries)."""
+    R, G = len(regimes) + 1, len(gbps) + 1
+    X = np.zeros((len(frame), 2 * R + G + 3))
+    colls = frame["collective"].to_numpy()
+    algs = frame["algorithm"].to_numpy()
+    p = frame["ranks"].to_numpy()
+    n = frame["bytes"].to_numpy(dtype=float)
+    for key in sorted(set(zip(colls, algs))):
+        sel = (colls == key[0]) & (algs == key[1])
+        X[sel] = _columns(key[0], key[1], p[sel], n[sel], regimes, gbps, _impl(*key))
+    return X
+
+
+def _constant(value, reps, free_value, free_reps, confidence, identified=True):
+    if not identified:
+        return {"value": None, "ci": None, "status": "not_identified",
+                "note": "the points cannot separate it (design rank)"}
+    ci, status, note = headline.assess(value, reps, free_value, free_reps, confidence)
+    out = {"value": float(value), "ci": ci, "status": status}
+    if note:
+        out["note"] = note
+    return out
+
+
+def fit_joint(frame, reps, *, p2p_breakpoints=(), gamma_breakpoints=(),
+              confidence=0.95, topology="") -> JointFit | None:
+    """Fit the joint model to ``frame`` (pingpong, reduce_local and registry rows).
+
+    ``reps``: :class:`fits.bootstrap.Replicates` of the same rows, or None.
+    Returns None when the rows hold no ping-pong and no registry algorithm.
+    """
+    frame = frame.reset_index(drop=True)
+    colls = frame["collective"].to_numpy()
+    if not np.any(colls != "reduce_local"):
+        return None
+    regimes = tuple(float(b) for b in p2p_breakpoints)
+    gbps = tuple(float(b) for b in gamma_breakpoints)
+    R, G = len(regimes) + 1, len(gbps) + 1
+    X = design(frame, regimes, gbps)
+    t = frame["median_s"].to_numpy(dtype=float)
+    ident = model.identifiable_columns(X, t)
+    theta = model.solve(X, t, active=ident)
+    names = _names(R, G)
+    B = 0 if reps is None else reps.count
+    rep_theta = free_theta = None
+    at_bound = ident & (theta <= 0)
+    free = model.solve_free(X, t, active=ident) if at_bound.any() else None
+    if B:
+        rep_theta = np.full((B, X.shape[1]), np.nan)
+        free_theta = np.full((B, X.shape[1]), np.nan) if at_bound.any() else None
+        for i in range(B):
+            w = reps.weights[i]
+            keep = w > 0
+            if not keep.any():
+                continue
+            rep_theta[i] = model.solve(X[keep], reps.times[i, keep], weights=w[keep],
+                                       active=ident)
+            if free_theta is not None:
+                free_theta[i] = model.solve_free(X[keep], reps.times[i, keep],
+                                                 weights=w[keep], active=ident)
+
+    def const(j):
+        return _constant(theta[j], None if rep_theta is None else rep_theta[:, j],
+                         None if free is None else free[j],
+                         None if free_theta is None else free_theta[:, j], confidence,
+                         bool(ident[j]))
+
+    reg_entries = []
+    for i, (lo, hi) in enumerate(_regime_edges(regimes)):
+        reg_entries.append({"min_bytes": lo, "max_bytes": hi,
+                            "alpha": const(i), "beta": const(R + i)})
+    g_entries = []
+    for i, (lo, hi) in enumerate(_regime_edges(gbps)):
+        g_entries.append({"min_bytes": lo, "max_bytes": hi, "gamma": const(2 * R + i)})
+    base = 2 * R + G
+    software = {"python": {"step_s": const(base), "call_s": const(base + 1)},
+                "kernel": {"call_s": const(base + 2)}}
+    pred = X @ theta
+    rel = np.abs(pred - t) / t
+    n = frame["bytes"].to_numpy()
+    algs = frame["algorithm"].to_numpy()
+    per_entry = {}
+    for key in sorted(set(zip(colls, algs))):
+        sel = (colls == key[0]) & (algs == key[1])
+        big = sel & (n >= LARGE_BYTES)
+        per_entry[f"{key[0]}/{key[1]}"] = {
+            "median_rel": float(np.median(rel[sel])), "max_rel": float(np.max(rel[sel])),
+            "median_rel_large": float(np.median(rel[big])) if big.any() else None,
+            "max_rel_large": float(np.max(rel[big])) if big.any() else None,
+            "points": int(sel.sum()), "points_large": int(big.sum())}
+    coll_rows = (colls != "pingpong") & (colls != "reduce_local")
+    big = coll_rows & (n >= LARGE_BYTES)
+    meds = [e["median_rel_large"] for k, e in per_entry.items()
+            if e["median_rel_large"] is not None
+            and not k.startswith(("pingpong/", "reduce_local/"))]
+    entry = {
+        "model": _MODEL,
+        "regimes": reg_entries, "gamma_segments": g_entries, "software": software,
+        "constants": {"alpha": reg_entries[0]["alpha"], "beta": reg_entries[-1]["beta"],
+                      "gamma": g_entries[-1]["gamma"]},
+        "large_bytes": LARGE_BYTES, "points": int(len(t)),
+        "errors": {
+            "median_rel": float(np.median(rel[coll_rows])) if coll_rows.any() else None,
+            "median_rel_large": float(np.median(rel[big])) if big.any() else None,
+            "median_of_entries_large": float(np.median(meds)) if meds else None,
+            "entries": len(meds), "per_entry": per_entry},
+    }
+    return JointFit(names, theta, rep_theta, regimes, gbps, entry)
+
+
+def _value(c):
+    v = (c or {}).get("value")
+    return 0.0 if v is None else float(v)
+
+
+def constants_at(joint: dict, message_bytes):
+    """``(α, β, γ)`` arrays of the regimes holding ``message_bytes`` (per step)."""
+    m = np.asarray(message_bytes, dtype=float)
+    regs = joint["regimes"]
+    rb = [r["min_bytes"] for r in regs[1:]]
+    i = segments.assign(m, rb)
+    alpha = np.array([_value(r["alpha"]) for r in regs])[i]
+    beta = np.array([_value(r["beta"]) for r in regs])[i]
+    gs = joint["gamma_segments"]
+    j = segments.assign(m, [g["min_bytes"] for g in gs[1:]])
+    gamma = np.array([_value(g["gamma"]) for g in gs])[j]
+    return alpha, beta, gamma
+
+
+def predict(joint: dict, collective, algorithm, ranks, nbytes, *,
+            implementation="python", step_cost=None, call_cost=None):
+    """Time of a registry algorithm from a topology's joint constants (seconds).
+
+    ``implementation``: ``"python"`` adds the fitted software cost of our hand-written
+    steps; ``None`` prices the network and kernel only (what an efficient
+    implementation of the same algorithm would take); explicit ``step_cost`` /
+    ``call_cost`` override (the native models of :mod:`fits.native` pass the library's
+    per-call cost).
+    """
+    ranks = np.asarray(ranks)
+    n = np.asarray(nbytes, dtype=float)
+    m = costs.step_bytes(collective, algorithm, ranks, n)
+    alpha, beta, gamma = constants_at(joint, m)
+    sw = (joint.get("software") or {}).get(implementation) or {}
+    s = _value(sw.get("step_s")) if step_cost is None else step_cost
+    o = _value(sw.get("call_s")) if call_cost is None else call_cost
+    return costs.predict_steps(collective, algorithm, ranks, n, alpha, beta, gamma,
+                               step_cost=s, call_cost=o)
