@@ -84,3 +84,16 @@ def two_level(*, q=4, nodes=8, intra_algorithms=None, inter_algorithms=None,
         inter=topology(ranks_per_node=1, nodes=nodes, alpha=8e-6, beta=4e-10,
                        gamma=2e-11, p2p_segments=inter_segments,
                        algorithms=inter_algorithms))
+
+
+def add_headline(doc: dict, topology_name: str, *, latency, bandwidth,
+                 status="identified") -> dict:
+    """Give ``doc``'s topology a headline (latency s, bandwidth B/s), as fits writes it."""
+    def entry(value, rng):
+        ci = None if value is None else [value * 0.9, value * 1.1]
+        return {"value": value, "ci": ci, "status": status, "bytes_range": rng,
+                "ranks": [2], "note": "test fixture"}
+    doc["topologies"][topology_name]["headline"] = {
+        "latency": entry(latency, [8, 4096]),
+        "bandwidth": entry(bandwidth, [131072, TOP])}
+    return doc

@@ -445,24 +445,54 @@ def _step(args):
 
 @command("export", "write a constants file in another planner's format")
 def _export_args(p):
-    """Converts a constants file for another tool, in the units it expects:
-    calculon (JSON 'networks' entries: GB/s, s, ops [scalar, offset]), astra (ASTRA-sim
-    analytical network YAML: GB/s with 2^30 B per GB, ns per link), simgrid (platform
-    XML with a cluster, loopback links and SMPI piecewise bw/lat factors from the fitted
-    point-to-point segments), alpa (JSON mesh_alpha / mesh_beta per mesh dimension,
-    dimension 0 across nodes).  The document goes to --output (written atomically) or
-    stdout; there is no --format here, the target fixes it."""
+    """Converts a constants file for another tool, in its units and semantics, from the
+    topology constants (per topology: the headline latency of the ping-pong's
+    small-message regime, the bandwidth of its large-message regime, and γ) composed with
+    the registry formulas; the fitted constants of collcost's own Python algorithms are
+    not used.  calculon: JSON 'networks' entries (GB/s, s, ops [scalar, offset], size =
+    processors in the tier), or a whole system file with --calculon-system.  astra:
+    ASTRA-sim analytical network YAML (GB/s with 2^30 B per GB, ns per link).  simgrid:
+    a platform XML that plain SimGrid loads (cluster: private links = inter, loopback =
+    intra, CM02 model), FILE.smpi.cfg with the smpirun options that keep SMPI's
+    piecewise factors and overheads neutral (run: smpirun $(cat FILE.smpi.cfg) -platform
+    FILE -hostfile FILE.hostfile ./app), and FILE.hostfile; needs --output.  alpa:
+    mesh_alpha/mesh_beta per mesh dimension (dimension 0 across nodes), unitless in
+    --time-unit.  colossalai: mesh_alpha in s and mesh_beta = 1e10 / algbw of an
+    all-reduce (its AlphaBetaProfiler convention).  Which constants and formula priced
+    each quantity is printed on stderr.  Documents go to --output (written atomically;
+    nothing is written on an error) or stdout; the target fixes the format."""
     p.add_argument("constants", type=Path, help="constants file written by fits")
     p.add_argument("--target", choices=exports.TARGETS, required=True,
                    help="output format: " + ", ".join(exports.TARGETS))
     p.add_argument("-o", "--output", type=Path, metavar="FILE",
-                   help="write here (atomically) instead of stdout")
+                   help="write here (atomically) instead of stdout; simgrid also writes "
+                        "FILE.smpi.cfg and FILE.hostfile next to it")
     p.add_argument("--algorithm", default="ring",
-                   help="all-reduce algorithm whose constants calculon/alpa exports use "
-                        "(default ring: the form both tools assume)")
+                   help="all-reduce algorithm (registry name) whose formula prices the "
+                        "calculon all_reduce op and the alpa/colossalai meshes (default "
+                        "ring: the form these tools assume)")
+    p.add_argument("--calculon-latency", choices=exports.CALCULON_LATENCIES,
+                   default="message",
+                   help="calculon: the one latency of each tier. message (default): the "
+                        "topology's per-message latency, exact for p2p; the latency "
+                        "term of a collective is left out, under 1%% of its time at the "
+                        "megabyte sizes Calculon prices (the stderr note gives the size "
+                        "for each tier). allreduce: the all-reduce's latency term at p = "
+                        "tier size (exact for a full-tier all-reduce, too high for p2p)")
+    p.add_argument("--calculon-system", type=Path, metavar="JSON",
+                   help="calculon: a Calculon system file (e.g. its systems/a100_80g.json) "
+                        "whose 'networks' are replaced by ours; the output is the whole "
+                        "system file")
     p.add_argument("--astra-topology", choices=exports.ASTRA_TOPOLOGIES, default="Switch",
                    help="ASTRA-sim building block of every dimension (default Switch: "
                         "2 links per message)")
+    p.add_argument("--astra-backend", choices=exports.ASTRA_BACKENDS,
+                   default="congestion_unaware",
+                   help="ASTRA-sim analytical backend the YAML is for: "
+                        "congestion_unaware (default; a message pays each link's latency "
+                        "and the bandwidth once) or congestion_aware (each link of the "
+                        "route serializes the message: a Switch hop counts twice, so its "
+                        "links get twice the bandwidth)")
     p.add_argument("--ranks-per-node", type=_count, metavar="Q",
                    help="size of the intra-node dimension to export (default: the "
                         "constants' ranks_per_node, else the largest rank count fitted)")
@@ -470,24 +500,57 @@ def _export_args(p):
                    help="size of the inter-node dimension to export (default: the "
                         "constants' inter nodes, else the largest rank count fitted)")
     p.add_argument("--time-unit", choices=tuple(exports.TIME_UNITS), default="us",
-                   help="alpa: unit of mesh_alpha and mesh_beta per byte (default us, "
-                        "keeps Alpa's fixed tie-break costs negligible; s for "
-                        "ColossalAI's profiler convention)")
+                   help="alpa: unit of mesh_alpha and of mesh_beta per byte (default us: "
+                        "keeps Alpa's fixed tie-break costs negligible). ColossalAI's "
+                        "convention is its own target, colossalai")
 
 
 @_runner("export")
 def _export(args):
+    from collectives.files import atomic_write_text, check_output
     consts = load_constants(args.constants)
     sizes = {k: v for k, v in (("intra", args.ranks_per_node), ("inter", args.nodes))
              if v is not None}
-    text = exports.export(consts, args.target, algorithm=args.algorithm,
-                          astra_topology=args.astra_topology, time_unit=args.time_unit,
-                          sizes=sizes)
-    if args.output:
-        _atomic_write(args.output, text)
-        _progress(f"wrote {args.target} export to {args.output}")
-    else:
-        sys.stdout.write(text)
+    if args.calculon_system is not None and args.target != "calculon":
+        raise ValueError("--calculon-system applies to --target calculon only")
+    if args.target == "simgrid" and args.output is None:
+        raise ValueError("--target simgrid writes three files (platform, .smpi.cfg, "
+                         ".hostfile): give --output FILE")
+    inputs = [args.constants] + ([args.calculon_system] if args.calculon_system else [])
+    paths = {}
+    if args.output is not None:
+        paths["main"] = check_output(args.output, inputs=inputs, option="--output",
+                                     overwrite=True, parents=True)
+        if args.target == "simgrid":
+            for key, suffix in exports.SIMGRID_SUFFIXES.items():
+                paths[key] = check_output(f"{paths['main']}{suffix}", inputs=inputs,
+                                          option="--output", overwrite=True, parents=True)
+    base = None
+    if args.calculon_system is not None:
+        try:
+            base = (Path(args.calculon_system).read_text(), str(args.calculon_system))
+        except OSError as exc:
+            raise ValueError(f"--calculon-system {args.calculon_system}: "
+                             f"{exc.strerror or exc}") from None
+    out = exports.build(consts, args.target, algorithm=args.algorithm,
+                        astra_topology=args.astra_topology,
+                        astra_backend=args.astra_backend, time_unit=args.time_unit,
+                        calculon_latency=args.calculon_latency, calculon_base=base,
+                        sizes=sizes)
+    for note in out.notes:
+        _progress(f"{args.target}: {note}")
+    if not paths:
+        sys.stdout.write(out.text)
+        return None
+    # everything is computed: write (each file atomically)
+    for key, path in paths.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, out.text if key == "main" else out.extra[key])
+    _progress(f"wrote {args.target} export to " + ", ".join(str(p) for p in paths.values()))
+    if args.target == "simgrid":
+        main_path = paths["main"]
+        _progress(f"simgrid: run: smpirun $(cat {paths['smpi']}) -platform {main_path} "
+                  f"-hostfile {paths['hostfile']} ./app")
     return None
 
 

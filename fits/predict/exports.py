@@ -1,78 +1,116 @@
 """Exports of a constants file for other planners and simulators.
 
-Four targets, each in the units its reader expects (``cost-models.md``, "Planner input
-formats"); per-level constants come from :func:`fits.predict.hierarchy.level_constants` and every
-coefficient from :mod:`collectives.costs`:
+Every export starts from the *topology constants* (:mod:`fits.predict.topology`): per
+topology the headline latency (small-message regime of the ping-pong) and bandwidth
+(large-message regime) plus the topology's γ, and composes collectives with the registry
+formulas of :mod:`collectives.costs`.  The fitted entries of our Python algorithms are
+not used: they include what each Python message step adds, which is not the network's.
+Each export returns :class:`Export`: the documents it writes and, in ``notes``, one
+sentence per priced quantity saying which model priced it (the command line prints them
+on stderr).  Formats are those of ``cost-models.md``, "Planner input formats".
 
 ``calculon``
-    ``{"networks": [intra, inter]}`` entries of a Calculon ``systems/*.json``: bandwidth
-    in GB/s (1e9 B/s), latency in s, ``ops`` ``[scalar, offset]`` with time
-    ``latency + n·scalar·(1 + offset/p) / (bandwidth·1e9·efficiency)``.  Bandwidth is
-    ``1/β`` of the chosen all-reduce algorithm (efficiency 1: β is already effective);
-    each op's ``[scalar, offset]`` is solved from the registry's per-byte coefficients
-    (``b(p) β + c(p) γ``), which must have Calculon's form.  Calculon has *one* latency
-    per network for every op and every p: it is set to the all-reduce's latency term
-    ``a(size) α`` at the network's size, so ``all_reduce`` at ``p = size`` reproduces the
-    model exactly and other ops/sizes over- or under-state latency.
+    ``{"networks": [...]}`` entries of a Calculon ``systems/*.json`` (or a whole system
+    file with ``calculon_system``): ``bandwidth`` GB/s (1e9 B/s) = headline bandwidth,
+    ``efficiency`` 1, ``size`` = processors in the tier (the intra tier: ranks per node;
+    the network tier: nodes × ranks per node, Calculon's own convention), ``ops``
+    ``[scalar, offset]`` solved from the registry's per-byte coefficients (ring
+    reduce-scatter and allgather, the chosen all-reduce) with time
+    ``latency + n·scalar·(1 + offset/p) / (bandwidth·1e9·efficiency)``.  Calculon has one
+    latency per tier: ``calculon_latency="message"`` (default) writes the headline latency
+    (one message: exact for its ``p2p`` op, and the α term of a collective is negligible
+    at the megabyte sizes Calculon prices -- the note gives the size below which it is
+    not); ``"allreduce"`` writes the all-reduce's latency term ``a(size)·α`` at
+    ``p = size`` (exact for an all-reduce over the whole tier, too high for p2p).
 ``astra``
-    ASTRA-sim analytical network YAML: ``topology``, ``npus_count``, ``bandwidth`` (GB/s,
-    which its code converts to B/ns with 2**30 B per GB; recent astra-network-analytical
-    converts with 1e9, ~7.4% apart -- see ``ASTRA_BYTES_PER_GB``), ``latency`` (ns per
-    link).  A message crosses ``hops`` links (Switch 2, Ring/FullyConnected 1 between
-    neighbours): the link latency is ``α / hops`` so one message costs ``α + nβ``
-    (point-to-point constants).
+    ASTRA-sim analytical network YAML with the keys, order and units of its own files
+    (``topology``, ``npus_count``, ``bandwidth`` GB/s with 2^30 B per GB, ``latency`` ns
+    per link; dimension 0 innermost).  A dimension of one NPU is refused (ASTRA-sim
+    exits on it).  ``astra_backend="congestion_unaware"``: a message crosses ``hops``
+    links' latencies and the bandwidth once (Switch: 2 hops), so link latency = α/hops and
+    bandwidth = 1/β.  ``"congestion_aware"``: every link of the route serializes the
+    whole message (a Switch route is NPU→switch→NPU), so a Switch link gets α/2 and twice
+    the bandwidth.  Either way one message between neighbours costs ``α + nβ``.
 ``simgrid``
-    SimGrid platform XML: one ``<cluster>`` of ``nodes`` hosts with ``ranks_per_node``
-    cores; private links carry the inter-node constants (``lat`` = α/2: a route crosses
-    two private links; no backbone), the loopback link the intra-node ones; a
-    ``<config>`` block sets the SMPI network model and the piecewise ``smpi/bw-factor``,
-    ``smpi/lat-factor`` from the fitted point-to-point segments (``bound:factor``: a
-    factor applies to sizes above its bound, relative to the first segment, whose
-    constants the links carry), and zero ``smpi/os``, ``smpi/or``, ``smpi/ois``
-    (``minsize:startup:per-byte``) since the links already carry α and β.  SimGrid
-    applies the factors to every link: they are taken from the inter-node segments
-    (intra-node ones when there is no inter level).
+    Three files.  The platform XML (plain SimGrid loads it: S4U, Python bindings,
+    ``smpirun``): one ``<cluster>`` of ``nodes`` hosts of ``ranks_per_node`` cores; the
+    private links carry the inter topology (``lat`` = latency/2: a route crosses two
+    private links; no backbone, SPLITDUPLEX), the loopback link the intra topology; its
+    ``<config>`` selects the ``CM02`` network model (``latency + n/bandwidth``, no
+    factors), no TCP window bound and no cross-traffic.  The SMPI options
+    (``*.smpi.cfg``: one ``--cfg=key:value`` per line, for ``smpirun $(cat FILE)``):
+    ``smpirun`` replaces the platform's model by its ``SMPI`` model, whose default
+    piecewise factors and software overheads would re-price every message, so the file
+    sets the factors to 1 and the overheads to 0.  Per-topology piecewise factors cannot
+    be expressed: SMPI applies one ``smpi/bw-factor``/``smpi/lat-factor`` to every link,
+    loopback included, so factors taken from the network would mis-price same-host
+    traffic (and the reverse).  The hostfile lists ``node-i:ranks_per_node``.
 ``alpa``
-    Alpa / ColossalAI device-mesh ``mesh_alpha``, ``mesh_beta`` per mesh dimension
-    (dimension 0 = across nodes, 1 = within a node, Alpa's host × device order), for
-    their all-reduce cost ``α + β · 2(k-1)/k · bytes``: ``mesh_alpha = a(k) α``,
-    ``mesh_beta = (b(k) β + c(k) γ) / (2(k-1)/k)`` with ``k`` the dimension's size.  Alpa's
-    costs are unitless (defaults 1) and add fixed tie-breakers (0.1, 0.01, 0.001) in the
-    same unit; ColossalAI's AlphaBetaProfiler reports seconds and seconds per byte.
-    ``time_unit`` ``"us"`` (default) keeps Alpa's tie-breakers negligible; ``"s"``
-    matches ColossalAI's profiler.
+    Alpa device-mesh ``mesh_alpha``, ``mesh_beta`` per mesh dimension (dimension 0 =
+    across nodes, 1 = within a node), for Alpa's all-reduce cost
+    ``α + β · 2(k-1)/k · bytes``: ``mesh_alpha = a(k) α``, ``mesh_beta = (b(k) β + c(k) γ)
+    / (2(k-1)/k)`` of the chosen all-reduce on ``k`` ranks.  Unitless in Alpa (defaults
+    1, fixed tie-breakers 0.1/0.01/0.001 in the same unit): ``time_unit`` ``"us"``
+    (default) keeps those negligible.
+``colossalai``
+    ColossalAI ``AlphaBetaProfiler`` convention: ``mesh_alpha`` in seconds (the
+    all-reduce's latency term ``a(k) α``, what its latency probe of a tiny all-reduce
+    measures) and ``mesh_beta = 1e10 / algbw`` with ``algbw`` the all-reduce's algorithmic
+    bandwidth at large sizes, ``1 / (b(k) β + c(k) γ)`` (not divided by 2(k-1)/k).
 """
 from __future__ import annotations
 
 import json
+import math
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from collectives import costs
 
-from . import hierarchy
+from . import topology as topo_mod
 
-__all__ = ["TARGETS", "ASTRA_TOPOLOGIES", "ASTRA_HOPS", "ASTRA_BYTES_PER_GB",
-           "TIME_UNITS", "levels", "calculon_networks", "astra_yaml", "read_astra_yaml",
-           "simgrid_xml", "smpi_factors", "alpa_mesh", "export"]
+__all__ = ["TARGETS", "ASTRA_TOPOLOGIES", "ASTRA_HOPS", "ASTRA_BACKENDS",
+           "ASTRA_BYTES_PER_GB", "TIME_UNITS", "CALCULON_LATENCIES", "SIMGRID_SUFFIXES",
+           "Export", "levels", "calculon_networks", "calculon_system", "astra_yaml",
+           "read_astra_yaml", "simgrid_files", "simgrid_xml", "alpa_mesh",
+           "colossalai_mesh", "build", "export"]
 
-TARGETS = ("calculon", "astra", "simgrid", "alpa")
+TARGETS = ("calculon", "astra", "simgrid", "alpa", "colossalai")
 #: ASTRA-sim basic topologies and the links one message to a neighbour crosses.
 ASTRA_HOPS = {"Ring": 1, "FullyConnected": 1, "Switch": 2}
 ASTRA_TOPOLOGIES = tuple(ASTRA_HOPS)
-#: Bytes per "GB" in ASTRA-sim's ``bw_GBps_to_Bpns`` (2**30 in the version we target).
+#: ASTRA-sim analytical backends (the conventions of :func:`astra_yaml`).
+ASTRA_BACKENDS = ("congestion_unaware", "congestion_aware")
+#: Bytes per "GB" in ASTRA-sim's ``bw_GBps_to_Bpns`` (``1 << 30``).
 ASTRA_BYTES_PER_GB = 2 ** 30
 #: Time units of the Alpa export: seconds per unit.
 TIME_UNITS = {"s": 1.0, "us": 1e-6}
+#: What the single Calculon latency of a tier is.
+CALCULON_LATENCIES = ("message", "allreduce")
+#: Files of the SimGrid export besides the platform: suffix appended to the platform path.
+SIMGRID_SUFFIXES = {"smpi": ".smpi.cfg", "hostfile": ".hostfile"}
 #: Calculon op names and the registry collectives they map to.
 _CALCULON_OPS = {"reduce_scatter": "reduce_scatter", "all_gather": "allgather",
                  "all_reduce": "allreduce"}
+#: Keys of a Calculon system file (calculon/system.py reads these).
+_CALCULON_SYSTEM_KEYS = {"matrix", "vector", "mem1", "mem2", "processing_mode", "networks"}
 
+
+@dataclass
+class Export:
+    """An export: the main document, extra files (suffix -> text) and pricing notes."""
+    text: str
+    extra: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ levels
 
 def levels(constants: Mapping, sizes: Mapping | None = None) -> list:
-    """``[(name, level, size)]`` for intra and inter, in that order.
+    """``[(name, Link, size)]`` for intra and inter, in that order.
 
     A level's size is ``sizes[name]`` when given (to export for a larger system than
     the one measured), else its ``ranks_per_node`` (intra) or ``nodes`` (inter), else
@@ -82,12 +120,16 @@ def levels(constants: Mapping, sizes: Mapping | None = None) -> list:
     if not topo:
         raise ValueError("constants must have a non-empty 'topologies' mapping")
     sizes = dict(sizes or {})
-    unknown = set(sizes) - {"intra", "inter"}
+    unknown = set(sizes) - set(topo_mod.TOPOLOGIES)
     if unknown:
         raise ValueError(f"sizes are given for intra and inter only, got {sorted(unknown)}")
     out = []
     for name, key in (("intra", "ranks_per_node"), ("inter", "nodes")):
         if name not in topo:
+            if sizes.get(name, 1) > 1:
+                raise ValueError(f"the constants have no {name!r} topology (have: "
+                                 f"{', '.join(topo)}), so a {name} size of "
+                                 f"{sizes[name]} cannot be priced")
             continue
         lvl = topo[name]
         size = sizes.get(name) or lvl.get(key) or 0
@@ -97,86 +139,172 @@ def levels(constants: Mapping, sizes: Mapping | None = None) -> list:
             size = max([size] + fitted)
         if int(size) != size or size < 1:
             raise ValueError(f"{name} size must be a whole number >= 1, got {size}")
-        out.append((name, lvl, int(size)))
+        out.append((name, topo_mod.link(constants, name), int(size)))
     if not out:
         raise ValueError(f"constants have neither an 'intra' nor an 'inter' topology "
                          f"(have: {', '.join(topo)})")
     return out
 
 
-def _per_byte(lvl, collective, algorithm, p):
+def _link_note(lnk: topo_mod.Link, size: int, what: str) -> str:
+    return f"{what} ({size}): {lnk.describe()}"
+
+
+def _per_byte(lnk, collective, algorithm, p):
     """Seconds per byte of one collective at p ranks: ``b(p) β + c(p) γ``."""
-    alpha, beta, gamma = hierarchy.level_constants(lvl, collective, algorithm)
-    return costs.predict(collective, algorithm, p, 1.0, 0.0, beta, gamma)
+    return costs.predict(collective, algorithm, p, 1.0, 0.0, lnk.beta, lnk.gamma)
 
 
-def _calculon_op(lvl, collective, algorithm, beta_ref, size):
-    """``[scalar, offset]`` with scalar·(p + offset)/p = per-byte(p)/β_ref for every p."""
+def _latency_term(lnk, collective, algorithm, p):
+    """Seconds of the α term ``a(p) α``."""
+    return float(costs.predict(collective, algorithm, p, 0.0, lnk.latency, 0.0, 0.0))
+
+
+def _check_algorithm(algorithm):
+    if algorithm not in costs.algorithms("allreduce", native=False):
+        raise ValueError(f"unknown algorithm {algorithm!r} for the all-reduce; expected "
+                         f"one of {', '.join(costs.algorithms('allreduce', native=False))}")
+
+
+# ------------------------------------------------------------------ Calculon
+
+def _calculon_op(lnk, collective, algorithm, size):
+    """``[scalar, offset]`` with scalar·(p + offset)/p = per-byte(p)/β for every p."""
     p = np.arange(2.0, max(size, 8) + 1)
-    y = _per_byte(lvl, collective, algorithm, p) * p / beta_ref
+    y = _per_byte(lnk, collective, algorithm, p) * p / lnk.beta
     slope, intercept = np.polyfit(p, y, 1)
     if not np.allclose(slope * p + intercept, y, rtol=1e-9, atol=1e-12 * abs(y).max()):
         raise ValueError(f"the per-byte cost of {collective}/{algorithm} is not of "
-                         f"Calculon's scalar·(1 + offset/p) form; export 'ring'")
+                         f"Calculon's scalar·(1 + offset/p) form; export --algorithm ring")
     # 12 significant digits: the registry's exact values (e.g. [2, -1]) without the
     # last-bit noise of the fit
     return [float(f"{slope:.12g}"), float(f"{intercept / slope:.12g}")]
 
 
-def calculon_networks(constants: Mapping, *, algorithm: str = "ring",
-                      sizes: Mapping | None = None) -> dict:
-    """Calculon ``networks`` entries (one per level with at least 2 ranks)."""
-    nets = []
-    for name, lvl, size in levels(constants, sizes):
-        if size < 2:
-            continue
-        alpha, beta, gamma = hierarchy.level_constants(lvl, "allreduce", algorithm)
-        if beta <= 0:
-            raise ValueError(f"{name}: all-reduce β is {beta}; Calculon needs a "
-                             f"bandwidth > 0")
-        ops = {op: _calculon_op(lvl, coll, algorithm if coll == "allreduce" else "ring",
-                                beta, size)
-               for op, coll in _CALCULON_OPS.items()}
-        p2p_beta = _p2p(lvl, name)[1] if lvl.get("p2p") else beta
-        ops = {"p2p": [p2p_beta / beta, None], **ops}
-        latency = float(costs.predict("allreduce", algorithm, size, 0.0, alpha, beta, gamma))
-        nets.append({"bandwidth": 1.0 / beta / 1e9, "efficiency": 1.0, "size": size,
-                     "latency": latency, "ops": ops, "must_be_filled": False,
-                     "processor_usage": 0.0})
-    if not nets:
-        raise ValueError("no level with at least 2 ranks to export")
-    return {"networks": nets,
-            "collcost": {"source": "collcost constants", "algorithm": algorithm,
-                         "levels": [n for n, _, s in levels(constants, sizes) if s >= 2],
-                         "note": "latency is the all-reduce latency term at p = size"}}
+def _calculon_tiers(constants, sizes):
+    """``[(name, Link, processors in the tier)]``: intra q, network N·q."""
+    lv = levels(constants, sizes)
+    by = {name: (lnk, size) for name, lnk, size in lv}
+    q = by["intra"][1] if "intra" in by else by["inter"][0].ranks_per_node
+    tiers = []
+    if "intra" in by and q >= 2:
+        tiers.append(("intra", by["intra"][0], q))
+    if "inter" in by and by["inter"][1] >= 2:
+        tiers.append(("inter", by["inter"][0], by["inter"][1] * max(q, 1)))
+    if not tiers:
+        raise ValueError("no tier with at least 2 processors to export (Calculon needs "
+                         "comm_size >= 2); give --ranks-per-node or --nodes")
+    return tiers, q
 
+
+def calculon_networks(constants: Mapping, *, algorithm: str = "ring",
+                      latency: str = "message", sizes: Mapping | None = None) -> Export:
+    """Calculon ``networks`` entries (one per tier with at least 2 processors)."""
+    _check_algorithm(algorithm)
+    if latency not in CALCULON_LATENCIES:
+        raise ValueError(f"Calculon latency must be one of {', '.join(CALCULON_LATENCIES)}, "
+                         f"got {latency!r}")
+    tiers, q = _calculon_tiers(constants, sizes)
+    nets, notes = [], []
+    for name, lnk, size in tiers:
+        ops = {"p2p": [1.0, None]}
+        for op, coll in _CALCULON_OPS.items():
+            ops[op] = _calculon_op(lnk, coll, algorithm if coll == "allreduce" else "ring",
+                                   size)
+        ar_alpha = _latency_term(lnk, "allreduce", algorithm, size)
+        lat = lnk.latency if latency == "message" else ar_alpha
+        nets.append({"bandwidth": lnk.bandwidth / 1e9, "efficiency": 1.0, "size": size,
+                     "latency": lat, "ops": ops, "must_be_filled": False,
+                     "processor_usage": 0.0})
+        notes.append(_link_note(lnk, size, f"tier {len(nets) - 1} = {name}, processors"))
+        # size where the omitted (message) or added (allreduce) latency is 1% of the
+        # all-reduce's bandwidth term at p = size
+        per_byte = float(_per_byte(lnk, "allreduce", algorithm, size))
+        gap = abs(ar_alpha - lnk.latency)
+        n1 = gap / (0.01 * per_byte) if per_byte > 0 else math.inf
+        if latency == "message":
+            notes.append(f"tier {len(nets) - 1} latency = the {name} message latency "
+                         f"{lnk.latency * 1e6:.4g} µs: exact for p2p; an all-reduce over "
+                         f"all {size} processors has a latency term {ar_alpha * 1e6:.4g} µs "
+                         f"({algorithm}), under 1% of its time above {n1:.3g} B")
+        else:
+            notes.append(f"tier {len(nets) - 1} latency = the {algorithm} all-reduce's "
+                         f"latency term at p = {size}: {ar_alpha * 1e6:.4g} µs (p2p messages "
+                         f"are overpriced by {gap * 1e6:.4g} µs)")
+    notes.append(f"ops: ring reduce-scatter and allgather, {algorithm} all-reduce (registry "
+                 f"formulas; γ of each topology included in the scalar)")
+    if len(tiers) == 2:
+        notes.append("the network tier's bandwidth is one node's measured link bandwidth; "
+                     "Calculon charges it per processor of the tier")
+    doc = {"networks": nets,
+           "collcost": {"source": "collcost topology constants", "algorithm": algorithm,
+                        "tiers": [n for n, _, _ in tiers], "size": "processors in the tier",
+                        "latency": latency, "notes": notes}}
+    return Export(json.dumps(doc, indent=2) + "\n", notes=notes)
+
+
+def calculon_system(base_text: str, networks_export: Export, *, where="system file") -> Export:
+    """A whole Calculon system file: ``base_text`` (a real one) with our networks."""
+    try:
+        base = json.loads(base_text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(base, dict) or not _CALCULON_SYSTEM_KEYS <= set(base):
+        missing = sorted(_CALCULON_SYSTEM_KEYS - set(base if isinstance(base, dict) else {}))
+        raise ValueError(f"{where}: not a Calculon system file (missing {', '.join(missing)})")
+    doc = json.loads(networks_export.text)
+    base["networks"] = doc["networks"]
+    notes = networks_export.notes + [f"networks spliced into {where}; its processor, "
+                                     f"memory and processing_mode entries are kept"]
+    return Export(json.dumps(base, indent=2) + "\n", notes=notes)
+
+
+# ------------------------------------------------------------------ ASTRA-sim
 
 def astra_yaml(constants: Mapping, *, topology: str = "Switch",
-               sizes: Mapping | None = None) -> str:
+               backend: str = "congestion_unaware", sizes: Mapping | None = None) -> Export:
     """ASTRA-sim analytical network YAML (one dimension per level, intra first)."""
     if topology not in ASTRA_HOPS:
         raise ValueError(f"unknown ASTRA-sim topology {topology!r}; expected one of "
                          f"{', '.join(ASTRA_TOPOLOGIES)}")
+    if backend not in ASTRA_BACKENDS:
+        raise ValueError(f"unknown ASTRA-sim backend {backend!r}; expected one of "
+                         f"{', '.join(ASTRA_BACKENDS)}")
     dims = levels(constants, sizes)
-    npus, bws, lats = [], [], []
-    for name, lvl, size in dims:
-        alpha, beta = _p2p(lvl, name)
+    ones = [f"{name} has {size}" for name, _, size in dims if size < 2]
+    if ones:
+        raise ValueError(f"ASTRA-sim refuses a dimension of one NPU (npus_count must be > 1): "
+                         f"{'; '.join(ones)}; give --ranks-per-node/--nodes >= 2")
+    hops = ASTRA_HOPS[topology]
+    # links per route to a neighbour, and how many of them serialize the message
+    lat_div, bw_mult = (hops, 1) if backend == "congestion_unaware" else (hops, hops)
+    npus, bws, lats, notes = [], [], [], []
+    for name, lnk, size in dims:
         npus.append(size)
-        bws.append(1.0 / (beta * ASTRA_BYTES_PER_GB))
-        lats.append(alpha * 1e9 / ASTRA_HOPS[topology])
-    lines = ["# ASTRA-sim analytical network, exported by collcost",
-             f"# dimensions: {', '.join(n for n, _, _ in dims)}; bandwidth in GB/s "
-             f"({ASTRA_BYTES_PER_GB} B per GB), latency in ns per link "
-             f"({ASTRA_HOPS[topology]} link(s) per message on {topology})",
+        bws.append(bw_mult / (lnk.beta * ASTRA_BYTES_PER_GB))
+        lats.append(lnk.latency * 1e9 / lat_div)
+        notes.append(_link_note(lnk, size, f"dimension {len(npus) - 1} = {name}, NPUs"))
+    notes.append(f"{backend} on {topology}: a message to a neighbour crosses {hops} link(s)"
+                 + (f", each serializing it: link bandwidth × {bw_mult}"
+                    if bw_mult > 1 else "") + "; latency per link = latency / "
+                 f"{lat_div}; one message costs latency + bytes / bandwidth")
+
+    def fmt(values):
+        return ", ".join(repr(float(v)) for v in values)
+
+    lines = ["# ASTRA-sim analytical network, exported by collcost from the topology "
+             "constants",
+             f"# dimensions (innermost first): {', '.join(n for n, _, _ in dims)}; backend "
+             f"{backend}",
              f"topology: [ {', '.join([topology] * len(dims))} ]",
-             f"npus_count: [ {', '.join(str(n) for n in npus)} ]",
-             f"bandwidth: [ {', '.join(repr(float(b)) for b in bws)} ]",
-             f"latency: [ {', '.join(repr(float(x)) for x in lats)} ]"]
-    return "\n".join(lines) + "\n"
+             f"npus_count: [ {', '.join(str(n) for n in npus)} ]  # number of NPUs",
+             f"bandwidth: [ {fmt(bws)} ]  # GB/s ({ASTRA_BYTES_PER_GB} B per GB) per link",
+             f"latency: [ {fmt(lats)} ]  # ns per link"]
+    return Export("\n".join(lines) + "\n", notes=notes)
 
 
 def read_astra_yaml(text: str) -> dict:
-    """Read the flat ``key: [a, b]`` YAML written by :func:`astra_yaml` (comments ok)."""
+    """Read a flat ``key: [a, b]`` YAML like ASTRA-sim's own (comments ok)."""
     out = {}
     for number, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
@@ -200,129 +328,165 @@ def read_astra_yaml(text: str) -> dict:
     return out
 
 
-def _p2p(lvl, name):
-    p2p = lvl.get("p2p")
-    if not p2p:
-        raise ValueError(f"{name}: no point-to-point ('p2p') constants to export")
-    alpha, beta = float(p2p["alpha"]), float(p2p["beta"])
-    if beta <= 0:
-        raise ValueError(f"{name}: point-to-point β is {beta}; a link needs a bandwidth > 0")
-    return alpha, beta
+# ------------------------------------------------------------------ SimGrid
+
+#: smpirun options that make SMPI price a message as latency + bytes / bandwidth.
+SMPI_OPTIONS = (("network/model", "SMPI"), ("smpi/bw-factor", "0:1"),
+                ("smpi/lat-factor", "0:1"), ("smpi/os", "0:0:0"), ("smpi/or", "0:0:0"),
+                ("smpi/ois", "0:0:0"), ("network/crosstraffic", "0"),
+                ("network/TCP-gamma", "0"))
+#: Platform-level options (valid in plain SimGrid) for the same pricing outside SMPI.
+PLATFORM_OPTIONS = (("network/model", "CM02"), ("network/crosstraffic", "0"),
+                    ("network/TCP-gamma", "0"))
 
 
-def _p2p_segments(lvl, name):
-    """[(min_bytes, alpha, beta)] of the point-to-point fit, one per segment."""
-    p2p = lvl.get("p2p") or {}
-    segs = p2p.get("segments") or []
-    if len(segs) <= 1:
-        alpha, beta = _p2p(lvl, name)
-        return [(0, alpha, beta)]
-    bps = p2p.get("breakpoints") or [s["min_bytes"] for s in segs[1:]]
-    mins = [0] + [int(b) for b in bps]
-    return [(m, float(s["alpha"]), float(s["beta"])) for m, s in zip(mins, segs)]
+def _num(x: float) -> str:
+    return repr(float(x))
 
 
-def smpi_factors(segments) -> dict:
-    """``smpi/bw-factor`` and ``smpi/lat-factor`` strings relative to the first segment.
-
-    SimGrid applies the factor of the largest bound strictly below the size (1 below
-    the first bound), so a segment starting at ``min_bytes`` gets bound ``min_bytes-1``.
-    """
-    _, a0, b0 = segments[0]
-    if a0 <= 0 or b0 <= 0:
-        raise ValueError("the first point-to-point segment needs α > 0 and β > 0 to serve "
-                         "as SimGrid's reference link")
-    bw = ["0:1"] + [f"{m - 1}:{b0 / b!r}" for m, _, b in segments[1:]]
-    lat = ["0:1"] + [f"{m - 1}:{a / a0!r}" for m, a, _ in segments[1:]]
-    return {"smpi/bw-factor": ";".join(bw), "smpi/lat-factor": ";".join(lat)}
+def simgrid_files(constants: Mapping, *, sizes: Mapping | None = None) -> Export:
+    """The platform XML, its SMPI options file and a hostfile (see the module doc)."""
+    lv = {name: (lnk, size) for name, lnk, size in levels(constants, sizes)}
+    intra, inter = lv.get("intra"), lv.get("inter")
+    cores = intra[1] if intra else 1
+    nodes = inter[1] if inter else 1
+    if cores >= 2 and not intra:  # pragma: no cover - levels() sizes intra from intra
+        raise ValueError("same-host traffic needs the 'intra' topology")
+    notes = []
+    root = ET.Element("platform", version="4.1")
+    root.append(ET.Comment(
+        " collcost export: private links = inter topology (a route crosses two: lat is "
+        "half the latency), loopback = intra topology; CM02 prices a message as latency "
+        "+ bytes / bandwidth. Under smpirun add the options of the .smpi.cfg file. "))
+    config = ET.SubElement(root, "config")
+    for key, value in PLATFORM_OPTIONS:
+        ET.SubElement(config, "prop", id=key, value=value)
+    attrs = {"id": "collcost", "prefix": "node-", "suffix": "",
+             "radical": f"0-{nodes - 1}", "speed": "1Gf", "core": str(cores),
+             "sharing_policy": "SPLITDUPLEX"}
+    if inter:
+        lnk = inter[0]
+        attrs["bw"] = f"{_num(lnk.bandwidth)}Bps"
+        attrs["lat"] = f"{_num(lnk.latency / 2)}s"
+        notes.append(_link_note(lnk, nodes, "inter, hosts") + "; private links carry it")
+    else:  # one host: the private link is never used
+        lnk = intra[0]
+        attrs["bw"] = f"{_num(lnk.bandwidth)}Bps"
+        attrs["lat"] = "0s"
+    if intra:
+        lnk = intra[0]
+        attrs["loopback_bw"] = f"{_num(lnk.bandwidth)}Bps"
+        attrs["loopback_lat"] = f"{_num(lnk.latency)}s"
+        notes.append(_link_note(lnk, cores, "intra, cores per host")
+                     + "; the loopback link carries it")
+    ET.SubElement(root, "cluster", attrs)
+    ET.indent(root)
+    xml = ("<?xml version='1.0'?>\n"
+           '<!DOCTYPE platform SYSTEM "https://simgrid.org/simgrid.dtd">\n'
+           + ET.tostring(root, encoding="unicode") + "\n")
+    smpi = "".join(f"--cfg={k}:{v}\n" for k, v in SMPI_OPTIONS)
+    hostfile = "".join(f"node-{i}:{cores}\n" for i in range(nodes))
+    notes.append("SMPI: one set of factors applies to every link, loopback included, so "
+                 "the .smpi.cfg file sets them to 1 (and the software overheads to 0): "
+                 "every message costs its topology's latency + bytes / bandwidth")
+    return Export(xml, extra={"smpi": smpi, "hostfile": hostfile}, notes=notes)
 
 
 def simgrid_xml(constants: Mapping, *, sizes: Mapping | None = None) -> str:
-    """SimGrid platform XML with the SMPI piecewise options in a ``<config>`` block."""
-    lv = {name: (lvl, size) for name, lvl, size in levels(constants, sizes)}
-    intra = lv.get("intra")
-    inter = lv.get("inter")
-    factor_name = "inter" if inter else "intra"
-    segs = _p2p_segments(lv[factor_name][0], factor_name)
-    _, ref_alpha, ref_beta = segs[0]
-    nodes = inter[1] if inter else 1
-    cores = intra[1] if intra else 1
-    root = ET.Element("platform", version="4.1")
-    root.append(ET.Comment(f" collcost export: links carry the first {factor_name} "
-                           f"point-to-point segment; SMPI factors give the others "))
-    config = ET.SubElement(root, "config")
-    props = {"network/model": "SMPI", **smpi_factors(segs),
-             "smpi/os": "0:0:0", "smpi/or": "0:0:0", "smpi/ois": "0:0:0"}
-    for key, value in props.items():
-        ET.SubElement(config, "prop", id=key, value=value)
-    attrs = {"id": "collcost", "prefix": "node-", "suffix": "",
-             "radical": f"0-{max(nodes, 1) - 1}", "speed": "1Gf", "core": str(max(cores, 1)),
-             "sharing_policy": "SPLITDUPLEX"}
-    if inter:
-        attrs["bw"] = f"{1.0 / ref_beta / 1e9!r}GBps"
-        attrs["lat"] = f"{ref_alpha / 2 * 1e6!r}us"
-    else:  # one host: the private link is never used
-        attrs["bw"] = f"{1.0 / ref_beta / 1e9!r}GBps"
-        attrs["lat"] = "0us"
-    if intra:
-        if factor_name == "intra":
-            ia, ib = ref_alpha, ref_beta
-        else:
-            ia, ib = _p2p(intra[0], "intra")
-        attrs["loopback_bw"] = f"{1.0 / ib / 1e9!r}GBps"
-        attrs["loopback_lat"] = f"{ia * 1e6!r}us"
-    ET.SubElement(root, "cluster", attrs)
-    ET.indent(root)
-    return ("<?xml version='1.0'?>\n"
-            '<!DOCTYPE platform SYSTEM "https://simgrid.org/simgrid.dtd">\n'
-            + ET.tostring(root, encoding="unicode") + "\n")
+    """The platform XML alone."""
+    return simgrid_files(constants, sizes=sizes).text
+
+
+# ------------------------------------------------------------------ Alpa / ColossalAI
+
+def _mesh(constants, algorithm, sizes):
+    _check_algorithm(algorithm)
+    lv = {name: (lnk, size) for name, lnk, size in levels(constants, sizes)}
+    dims = [(name,) + lv[name] for name in ("inter", "intra") if name in lv]
+    return dims
 
 
 def alpa_mesh(constants: Mapping, *, algorithm: str = "ring", time_unit: str = "us",
-              sizes: Mapping | None = None) -> dict:
-    """Alpa / ColossalAI ``mesh_alpha``, ``mesh_beta`` (dimension 0 across nodes)."""
+              sizes: Mapping | None = None) -> Export:
+    """Alpa ``mesh_alpha``, ``mesh_beta`` (dimension 0 across nodes)."""
     if time_unit not in TIME_UNITS:
         raise ValueError(f"time unit must be one of {', '.join(TIME_UNITS)}, got "
                          f"{time_unit!r}")
     unit = TIME_UNITS[time_unit]
-    lv = {name: (lvl, size) for name, lvl, size in levels(constants, sizes)}
-    shape, alphas, betas, dims = [], [], [], []
-    for name in ("inter", "intra"):
-        if name not in lv:
-            continue
-        lvl, k = lv[name]
+    shape, alphas, betas, names, notes = [], [], [], [], []
+    for name, lnk, k in _mesh(constants, algorithm, sizes):
         k = max(k, 1)
-        alpha, beta, gamma = hierarchy.level_constants(lvl, "allreduce", algorithm)
-        a = float(costs.predict("allreduce", algorithm, k, 0.0, alpha, beta, gamma))
         factor = float(costs.busbw_factor("allreduce", k))
-        per_byte = float(_per_byte(lvl, "allreduce", algorithm, k))
+        per_byte = float(_per_byte(lnk, "allreduce", algorithm, k))
         shape.append(k)
-        dims.append(name)
-        alphas.append(a / unit)
-        betas.append((per_byte / factor if factor > 0 else beta) / unit)
-    return {"mesh_shape": shape, "mesh_dims": dims, "mesh_alpha": alphas,
-            "mesh_beta": betas, "time_unit": time_unit, "byte_unit": "B",
-            "algorithm": algorithm,
-            "cost": "all_reduce_cost = mesh_alpha + mesh_beta * 2(k-1)/k * bytes"}
+        names.append(name)
+        alphas.append(_latency_term(lnk, "allreduce", algorithm, k) / unit)
+        betas.append((per_byte / factor if factor > 0 else lnk.beta) / unit)
+        notes.append(_link_note(lnk, k, f"mesh dimension {len(shape) - 1} = {name}, "
+                                         f"devices") + f"; {algorithm} all-reduce formula")
+    doc = {"mesh_shape": shape, "mesh_dims": names, "mesh_alpha": alphas,
+           "mesh_beta": betas, "time_unit": time_unit, "byte_unit": "B",
+           "algorithm": algorithm,
+           "cost": "all_reduce_cost = mesh_alpha + mesh_beta * 2(k-1)/k * bytes",
+           "collcost": {"source": "collcost topology constants", "notes": notes}}
+    return Export(json.dumps(doc, indent=2) + "\n", notes=notes)
 
 
-def export(constants: Mapping, target: str, *, algorithm: str = "ring",
-           astra_topology: str = "Switch", time_unit: str = "us",
-           sizes: Mapping | None = None) -> str:
-    """The export document for ``target`` as text (JSON, YAML or XML).
+def colossalai_mesh(constants: Mapping, *, algorithm: str = "ring",
+                    sizes: Mapping | None = None) -> Export:
+    """ColossalAI ``mesh_alpha`` (s) and ``mesh_beta`` (1e10 / algbw of an all-reduce)."""
+    shape, alphas, betas, names, notes = [], [], [], [], []
+    for name, lnk, k in _mesh(constants, algorithm, sizes):
+        if k < 2:
+            raise ValueError(f"ColossalAI profiles an all-reduce per mesh dimension: "
+                             f"{name} has 1 device; give --ranks-per-node/--nodes >= 2")
+        per_byte = float(_per_byte(lnk, "allreduce", algorithm, k))
+        shape.append(k)
+        names.append(name)
+        alphas.append(_latency_term(lnk, "allreduce", algorithm, k))
+        betas.append(per_byte * 1e10)
+        notes.append(_link_note(lnk, k, f"mesh dimension {len(shape) - 1} = {name}, "
+                                         f"devices") + f"; {algorithm} all-reduce formula: "
+                     f"alpha = its latency term, algbw = 1 / its seconds per byte")
+    doc = {"mesh_shape": shape, "mesh_dims": names, "mesh_alpha": alphas,
+           "mesh_beta": betas, "algorithm": algorithm,
+           "convention": "ColossalAI AlphaBetaProfiler: mesh_alpha seconds, mesh_beta = "
+                         "1e10 / algbw (bytes/s of an all-reduce)",
+           "collcost": {"source": "collcost topology constants", "notes": notes}}
+    return Export(json.dumps(doc, indent=2) + "\n", notes=notes)
+
+
+# ------------------------------------------------------------------ entry points
+
+def build(constants: Mapping, target: str, *, algorithm: str = "ring",
+          astra_topology: str = "Switch", astra_backend: str = "congestion_unaware",
+          time_unit: str = "us", calculon_latency: str = "message",
+          calculon_base: tuple | None = None, sizes: Mapping | None = None) -> Export:
+    """The :class:`Export` for ``target``.
 
     ``sizes``: optional ``{"intra": ranks per node, "inter": nodes}`` overriding the
-    measured domain sizes (see :func:`levels`).
+    measured domain sizes (see :func:`levels`).  ``calculon_base``: ``(text, name)`` of a
+    real Calculon system file to splice the networks into.
     """
     if target == "calculon":
-        return json.dumps(calculon_networks(constants, algorithm=algorithm, sizes=sizes),
-                          indent=2) + "\n"
+        out = calculon_networks(constants, algorithm=algorithm, latency=calculon_latency,
+                                sizes=sizes)
+        if calculon_base is not None:
+            out = calculon_system(calculon_base[0], out, where=calculon_base[1])
+        return out
     if target == "astra":
-        return astra_yaml(constants, topology=astra_topology, sizes=sizes)
+        return astra_yaml(constants, topology=astra_topology, backend=astra_backend,
+                          sizes=sizes)
     if target == "simgrid":
-        return simgrid_xml(constants, sizes=sizes)
+        return simgrid_files(constants, sizes=sizes)
     if target == "alpa":
-        return json.dumps(alpa_mesh(constants, algorithm=algorithm, time_unit=time_unit,
-                                    sizes=sizes), indent=2) + "\n"
+        return alpa_mesh(constants, algorithm=algorithm, time_unit=time_unit, sizes=sizes)
+    if target == "colossalai":
+        return colossalai_mesh(constants, algorithm=algorithm, sizes=sizes)
     raise ValueError(f"unknown export target {target!r}; expected one of "
                      f"{', '.join(TARGETS)}")
+
+
+def export(constants: Mapping, target: str, **options) -> str:
+    """The main document of :func:`build` as text (JSON, YAML or XML)."""
+    return build(constants, target, **options).text
