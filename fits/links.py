@@ -159,19 +159,20 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
     if not pfile.is_file():
         raise LinksFormatError(f"{path}: no points.jsonl")
     n_ep = len(hosts)
-    cols = {k: [] for k in ("src", "dst", "nbytes", "median", "lo", "hi", "reps")}
-    flat, offs = [], [0]
+    from array import array
+    cols = {k: array(t) for k, t in (("src", "l"), ("dst", "l"), ("nbytes", "q"),
+                                     ("median", "d"), ("lo", "d"), ("hi", "d"),
+                                     ("reps", "l"))}
+    flat, offs = array("d"), array("q", [0])
     loads = json.loads
-    with open(pfile, "rb") as fh:
-        lines = fh.readlines()
-    total = len(lines)
-    for lineno, raw in enumerate(lines, 1):
+    fh = open(pfile, "rb")
+    for lineno, raw in enumerate(fh, 1):
         if not raw.strip():
             continue
         try:
             row = loads(raw)
         except ValueError as exc:
-            if lineno == total and not raw.endswith(b"\n"):
+            if not raw.endswith(b"\n"):  # the last line, cut short
                 warnings.warn(f"{pfile}: ignoring a truncated last line", stacklevel=2)
                 break
             raise LinksFormatError(f"{pfile}: line {lineno} is not valid JSON ({exc})") \
@@ -197,7 +198,7 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
             cols["reps"].append(int(row.get("repetitions") or 0))
             if samples:
                 sm = (row.get("samples") or {}).get("max") or []
-                flat.extend(sm)
+                flat.extend(float(v) for v in sm)
                 offs.append(offs[-1] + len(sm))
         except LinksFormatError:
             raise
@@ -205,8 +206,8 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
             raise LinksFormatError(f"{pfile}: line {lineno}: bad or missing field "
                                    f"({exc})") from None
         if progress and lineno % 500000 == 0:
-            progress(f"read {lineno}/{total} rows")
-    del lines
+            progress(f"read {lineno} rows")
+    fh.close()
     if not cols["src"]:
         raise LinksFormatError(f"{pfile}: no points")
     return LinksData(

@@ -34,7 +34,7 @@ import numpy as np
 from collectives.files import atomic_write_text, fsync_dir
 from collectives.stats import ci_ranks
 
-__all__ = ["LinkCluster", "make_cluster", "tournament_rounds", "write_run",
+__all__ = ["LinkCluster", "make_cluster", "tournament_rounds", "write_run", "links_data",
            "DEFAULT_SIZES"]
 
 #: Sizes of a synthetic run: latency, mid, bandwidth regimes.
@@ -160,6 +160,57 @@ def _metadata(cluster: LinkCluster, sizes, direction, repetitions, run_id) -> di
     }
 
 
+def _per_source(cluster, sizes, repetitions, direction, noise, tail_prob, tail_scale,
+                rng, dropped=frozenset()):
+    """Yield ``(i, dsts, reps, sorted, median, ci_low, ci_high)`` per source node."""
+    n = cluster.nodes
+    cr = ci_ranks(repetitions)
+    for i in range(n):
+        dsts = np.arange(i + 1 if direction == "one" else 0, n)
+        dsts = dsts[dsts != i]
+        if dropped:
+            dsts = np.asarray([j for j in dsts if (i, int(j)) not in dropped], dtype=int)
+        if dsts.size == 0:
+            continue
+        true = (cluster.alpha[i, dsts][:, None] + sizes[None, :]
+                * cluster.beta[i, dsts][:, None])  # (D, S)
+        reps = true[..., None] * np.exp(noise * rng.standard_normal(
+            true.shape + (repetitions,)))
+        tails = rng.random(reps.shape) < tail_prob
+        reps = reps * (1 + tails * rng.exponential(tail_scale, reps.shape))
+        srt = np.sort(reps, axis=-1)
+        med = np.median(srt, axis=-1)
+        lo = srt[..., cr[0] - 1] if cr else np.full(med.shape, np.nan)
+        hi = srt[..., cr[1] - 1] if cr else np.full(med.shape, np.nan)
+        yield i, dsts, reps, srt, med, lo, hi
+
+
+def links_data(cluster: LinkCluster, *, sizes=DEFAULT_SIZES, repetitions: int = 10,
+               direction: str = "both", noise: float = 0.05, tail_prob: float = 0.02,
+               tail_scale: float = 0.5, seed: int = 0):
+    """The same data as :func:`write_run` would write, as an in-memory
+    :class:`fits.links.LinksData` (no samples): for benchmarks of the analysis alone."""
+    from .links import LinksData
+    rng = np.random.default_rng(seed)
+    sizes = np.asarray(sorted(int(s) for s in sizes), dtype=np.int64)
+    parts = {k: [] for k in ("src", "dst", "nbytes", "median", "lo", "hi")}
+    for i, dsts, _, _, med, lo, hi in _per_source(cluster, sizes, repetitions, direction,
+                                                  noise, tail_prob, tail_scale, rng):
+        d, s = dsts.size, sizes.size
+        parts["src"].append(np.full(d * s, i, dtype=np.int32))
+        parts["dst"].append(np.repeat(dsts, s).astype(np.int32))
+        parts["nbytes"].append(np.tile(sizes, d))
+        parts["median"].append(med.ravel())
+        parts["lo"].append(lo.ravel())
+        parts["hi"].append(hi.ravel())
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    meta = _metadata(cluster, sizes.tolist(), direction, repetitions, "synthetic-mem")
+    return LinksData(path=Path("<memory>"), metadata=meta, hosts=list(cluster.hosts),
+                     src=cat["src"], dst=cat["dst"], nbytes=cat["nbytes"],
+                     median=cat["median"], ci_low=cat["lo"], ci_high=cat["hi"],
+                     reps=np.full(cat["src"].size, repetitions, dtype=np.int32))
+
+
 def _fmt(x: float) -> str:
     return repr(float(f"{x:.6g}"))
 
@@ -196,24 +247,9 @@ def write_run(path, cluster: LinkCluster, *, sizes=DEFAULT_SIZES, repetitions: i
             '"nodes":{nodes},"bytes":{bytes},"dtype":"float64","op":"sum",'
             '"buffer":"numpy","sync":"barrier","count":{count},"launch":"{launch}",')
     with open(path / "points.jsonl", "w", encoding="utf-8") as fh:
-        for i in range(n):
-            dsts = np.arange(i + 1 if direction == "one" else 0, n)
-            dsts = dsts[dsts != i]
-            if dropped:
-                dsts = np.asarray([j for j in dsts if (i, int(j)) not in dropped],
-                                  dtype=int)
-            if dsts.size == 0:
-                continue
-            true = (cluster.alpha[i, dsts][:, None] + sizes[None, :]
-                    * cluster.beta[i, dsts][:, None])  # (D, S)
-            reps = true[..., None] * np.exp(noise * rng.standard_normal(
-                true.shape + (repetitions,)))
-            tails = rng.random(reps.shape) < tail_prob
-            reps = reps * (1 + tails * rng.exponential(tail_scale, reps.shape))
-            srt = np.sort(reps, axis=-1)
-            med = np.median(srt, axis=-1)
-            lo = srt[..., cr[0] - 1] if cr else np.full(med.shape, np.nan)
-            hi = srt[..., cr[1] - 1] if cr else np.full(med.shape, np.nan)
+        for i, dsts, reps, srt, med, lo, hi in _per_source(
+                cluster, sizes, repetitions, direction, noise, tail_prob, tail_scale,
+                rng, dropped):
             lines = []
             for d, j in enumerate(dsts.tolist()):
                 nodes = 1 if cluster.hosts[i] == cluster.hosts[j] else 2
