@@ -67,6 +67,7 @@ import numpy as np
 
 __all__ = ["SOURCE", "ENV_MODE", "ENV_CACHE", "ENV_CC", "KINDS", "NativeOp", "Loop",
            "LoopUnavailable", "mode", "cache_root", "library_info", "load", "describe",
+           "build", "compile_program",
            "agree", "runner"]
 
 SOURCE = Path(__file__).with_name("cloop.c")
@@ -255,11 +256,13 @@ def _key(lib: dict, tools: dict) -> str:
 
 # ----------------------------------------------------------------------------- build
 
-def _attempts(lib: dict, tools: dict, out: str) -> list[tuple[str, list, dict]]:
+def _attempts(lib: dict, tools: dict, out: str, source: Path = SOURCE,
+              shared: bool = True) -> list[tuple[str, list, dict]]:
     libpath = lib["path"]
     libdir = str(Path(libpath).parent)
-    common = ["-O2", "-fPIC", "-shared", f"-DCOLLCOST_HANDLE_SIZE={lib['handle_size']}",
-              "-o", out, str(SOURCE)]
+    common = ["-O2"] + (["-fPIC", "-shared",
+                         f"-DCOLLCOST_HANDLE_SIZE={lib['handle_size']}"] if shared else []) \
+        + ["-o", out, str(source)]
     rpath = [f"-Wl,-rpath,{libdir}"]
     env = dict(os.environ)
     attempts = []
@@ -273,9 +276,39 @@ def _attempts(lib: dict, tools: dict, out: str) -> list[tuple[str, list, dict]]:
     if tools["include"]:
         attempts.append(("cc+mpi.h", [cc] + common[:-1] + ["-I", tools["include"],
                                                             common[-1], libpath] + rpath, env))
-    attempts.append(("cc+builtin", [cc] + common[:-1] + [
-        f"-DCOLLCOST_BUILTIN_MPI={lib['handle_size']}", common[-1], libpath] + rpath, env))
+    if shared:  # a program of its own (compile_program) needs the real mpi.h
+        attempts.append(("cc+builtin", [cc] + common[:-1] + [
+            f"-DCOLLCOST_BUILTIN_MPI={lib['handle_size']}", common[-1], libpath] + rpath,
+            env))
     return attempts
+
+
+def compile_program(source, out, lib: dict | None = None) -> list:
+    """Compile the MPI program ``source`` into the executable ``out`` against ``lib``
+    (default: mpi4py's library) the way the loop is built (wrapper, else the compiler
+    with the library's mpi.h).  Returns the command that worked; RuntimeError with each
+    attempt's error otherwise.  (The benchmarks' C reference loop.)"""
+    lib = library_info() if lib is None else lib
+    if not lib.get("path"):
+        raise RuntimeError("cannot tell which MPI library mpi4py loaded")
+    tools = _toolchain(lib)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    errors = []
+    for how, cmd, env in _attempts(lib, tools, str(tmp), Path(source), shared=False):
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                                  timeout=BUILD_TIMEOUT_S)
+        except (OSError, subprocess.SubprocessError) as exc:
+            errors.append(f"{how}: {exc}")
+            continue
+        if proc.returncode == 0 and tmp.exists():
+            os.replace(tmp, out)
+            return [str(out) if c == str(tmp) else c for c in cmd]
+        errors.append(f"{how}: exit status {proc.returncode}: "
+                      + _last_lines(proc.stderr or proc.stdout))
+    raise RuntimeError(f"cannot build {source}: " + "; ".join(errors))
 
 
 def _build(lib: dict, tools: dict, dest: Path) -> dict:

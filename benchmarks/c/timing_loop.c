@@ -1,7 +1,11 @@
 /* Minimal C timing loop: the reference the Python harness is compared against.
  *
  * Usage: timing_loop OP REPS WARMUP BYTES[:REPS]...
- *   OP      allreduce (float32 sum) | bcast (MPI_BYTE, root 0)
+ *   OP      allreduce (float32 sum) | bcast (MPI_BYTE, root 0) |
+ *           reduce_scatter (float32 sum, MPI_Reduce_scatter_block, BYTES the whole
+ *           vector, a multiple of 4 x ranks) | allgather (float32, BYTES the whole
+ *           result, a multiple of 4 x ranks) | pingpong (float32, ranks 0 and 1 of
+ *           exactly 2: MPI_Send then MPI_Recv back; the time is the round trip)
  *   REPS    timed repetitions per size (a size may override it as BYTES:REPS);
  *           WARMUP untimed calls before them
  *   BYTES   message sizes in bytes (multiples of 4 for allreduce)
@@ -11,7 +15,8 @@
  * time is the maximum of t1 - t0 over ranks; rank 0 prints one line per size:
  *   BYTES MEDIAN_S MIN_S REPS
  * with the median over repetitions -- the same start mode and statistic as
- * collectives.harness.time_call(sync="barrier").
+ * collectives.harness.time_call(sync="barrier").  Sizes follow
+ * collectives.costs.size_convention, as the sweep's points do.
  */
 #include <mpi.h>
 #include <stdio.h>
@@ -35,15 +40,22 @@ static int cmp_ll(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
-    int rank;
+    int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (argc < 5 || (strcmp(argv[1], "allreduce") && strcmp(argv[1], "bcast"))) {
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    static const char *ops[] = {"allreduce", "bcast", "reduce_scatter", "allgather",
+                                "pingpong"};
+    int which = -1;
+    for (int k = 0; argc >= 2 && k < 5; k++)
+        if (!strcmp(argv[1], ops[k])) which = k;
+    if (argc < 5 || which < 0 || (which == 4 && size != 2)) {
         if (rank == 0)
-            fprintf(stderr, "usage: %s allreduce|bcast REPS WARMUP BYTES[:REPS]...\n", argv[0]);
+            fprintf(stderr, "usage: %s allreduce|bcast|reduce_scatter|allgather|pingpong "
+                    "REPS WARMUP BYTES[:REPS]... (pingpong: 2 ranks)\n", argv[0]);
         MPI_Finalize();
         return 2;
     }
-    int allreduce = !strcmp(argv[1], "allreduce");
+    int allreduce = which == 0, blocks = which == 2 || which == 3;
     long reps = atol(argv[2]), warmup = atol(argv[3]);
     if (reps < 1 || warmup < 0) {
         if (rank == 0) fprintf(stderr, "REPS must be >= 1 and WARMUP >= 0\n");
@@ -55,7 +67,8 @@ int main(int argc, char **argv)
         char *end;
         long bytes = strtol(argv[a], &end, 10);
         reps = *end == ':' ? strtol(end + 1, &end, 10) : default_reps;
-        if (*end || bytes < 0 || reps < 1 || (allreduce && bytes % 4)) {
+        if (*end || bytes < 0 || reps < 1 || (which != 1 && bytes % 4)
+            || (blocks && bytes % (4L * size))) {
             if (rank == 0) fprintf(stderr, "bad size %s\n", argv[a]);
             MPI_Abort(MPI_COMM_WORLD, 2);
         }
@@ -68,14 +81,27 @@ int main(int argc, char **argv)
         float one = 1.0f;
         for (size_t k = 0; k + 4 <= alloc; k += 4) memcpy(sbuf + k, &one, 4);
         memset(rbuf, 0, alloc);
-        int count = allreduce ? (int)(bytes / 4) : (int)bytes;
+        int count = which == 1 ? (int)bytes : (int)(bytes / 4);
+        int block = (int)(bytes / 4 / size); /* reduce_scatter and allgather */
         for (long i = -warmup; i < reps; i++) {
             MPI_Barrier(MPI_COMM_WORLD);
             long long t0 = now_ns();
             if (allreduce)
                 MPI_Allreduce(sbuf, rbuf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-            else
+            else if (which == 1)
                 MPI_Bcast(sbuf, count, MPI_BYTE, 0, MPI_COMM_WORLD);
+            else if (which == 2)
+                MPI_Reduce_scatter_block(sbuf, rbuf, block, MPI_FLOAT, MPI_SUM,
+                                         MPI_COMM_WORLD);
+            else if (which == 3)
+                MPI_Allgather(sbuf, block, MPI_FLOAT, rbuf, block, MPI_FLOAT, MPI_COMM_WORLD);
+            else if (rank == 0) {
+                MPI_Send(sbuf, count, MPI_FLOAT, 1, 17, MPI_COMM_WORLD);
+                MPI_Recv(rbuf, count, MPI_FLOAT, 1, 17, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            } else {
+                MPI_Recv(rbuf, count, MPI_FLOAT, 0, 17, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                MPI_Send(rbuf, count, MPI_FLOAT, 0, 17, MPI_COMM_WORLD);
+            }
             long long t1 = now_ns();
             if (i >= 0) t[i] = t1 - t0;
         }
