@@ -58,6 +58,7 @@ from datetime import datetime
 
 from .costs import AUXILIARY, COLLECTIVES, busbw_factor
 from .files import UsageError
+from .stats import relative_halfwidth
 
 __all__ = ["FORMATS", "format_table", "format_osu", "nccl_documents", "format_nccl",
            "format_csv", "render", "load_rows", "build_parser", "main", "human_size"]
@@ -133,7 +134,6 @@ def _bw(row, key):
 def _ci_pct(row):
     """The wider side of the (asymmetric) 95% CI of the median, in % of the median (the
     half-width the stopping rule compares with --target-ci)."""
-    from .stats import relative_halfwidth
     t, lo, hi = (_num(row.get(k)) for k in ("median_s", "ci_low_s", "ci_high_s"))
     if t is None or lo is None or hi is None or t <= 0:
         return None

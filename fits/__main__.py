@@ -1,10 +1,13 @@
-"""``python -m fits RUN_DIR [RUN_DIR ...] --out constants.json``: fit α, β, γ.
+"""``python -m fits RUN_DIR [RUN_DIR ...] [--out constants.json]``: fit α, β, γ.
 
 Reads run directories (several = launches of one sweep, pooled; their metadata must
 agree), fits every topology and algorithm (see :mod:`fits.fit`), writes a validated
-constants file atomically, prints the summary table and optionally draws PNG plots.
-Progress goes to stderr.  Exit status: 0 done, 2 bad usage or unusable input (nothing
-written), 1 unexpected failure.
+constants file atomically, prints the summary table and draws PNG plots.  With one
+run directory and no ``--out``, the constants go to ``RUN_DIR/constants.json`` and the
+plots to ``RUN_DIR/plots/`` (when matplotlib is installed).  An existing constants file
+or non-empty plot directory is replaced only with ``--force``.  Progress and the paths
+written go to stderr.  Exit status: 0 done, 2 bad usage or unusable input (nothing
+written), 1 unexpected failure.  (``collcost fit`` is the same command.)
 """
 from __future__ import annotations
 
@@ -14,31 +17,53 @@ import time
 import warnings
 from pathlib import Path
 
+from collectives.files import UsageError, check_output
+
 from . import constants as constants_file
 from . import model, segments, summary
 from .fit import FitError, FitOptions, fit_runs
 
 EXIT_USAGE = 2
+PROG = "python -m fits"
+#: Name of the constants file (and of the plot directory) written into a run by default.
+DEFAULT_NAME = "constants.json"
+DEFAULT_PLOTS = "plots"
+#: The files of a run directory the fit reads (never written by it).
+RUN_FILES = ("metadata.json", "points.jsonl", "points.csv")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m fits",
+        prog=prog,
         description="Fit α (latency), β (per byte) and γ (per byte reduced) per topology "
                     "and algorithm from collcost run directories, with segments, "
-                    "bootstrap intervals and validation figures.")
+                    "bootstrap intervals and validation figures. With one RUN_DIR and "
+                    "no options it writes RUN_DIR/constants.json and RUN_DIR/plots/.",
+        epilog="The fits package has more commands: python -m fits.predict (scaling "
+               "laws, rubric, step prediction, exports; collcost predict). All of "
+               "collcost's commands, measuring ones included: collcost --help.")
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
                         help="run directories written by python -m collectives.sweep; "
                              "several are pooled as launches of one sweep (their MPI "
                              "library, sizes of the job, dtype/op/sync/buffer and tuning "
                              "variables must agree)")
-    parser.add_argument("--out", required=True, metavar="FILE",
-                        help="constants file to write (JSON, validated against the "
-                             "shipped schema; written atomically, replacing FILE)")
+    parser.add_argument("--out", metavar="FILE",
+                        help=f"constants file to write (JSON, validated against the "
+                             f"shipped schema; written atomically). Default with one "
+                             f"RUN_DIR: RUN_DIR/{DEFAULT_NAME}; needed when several "
+                             f"RUN_DIRs are pooled. An existing FILE is replaced only "
+                             f"with --force")
     parser.add_argument("--plots", metavar="DIR",
-                        help="also draw one PNG per fitted entry into DIR: time vs size "
-                             "(log-log) with fitted curves and bootstrap band, residuals "
-                             "below (needs matplotlib)")
+                        help=f"draw one PNG per fitted entry into DIR: time vs size "
+                             f"(log-log) with fitted curves and bootstrap band, residuals "
+                             f"below (needs matplotlib). Default without --out: "
+                             f"RUN_DIR/{DEFAULT_PLOTS}/ when matplotlib is installed; "
+                             f"with --out: no plots unless --plots is given")
+    parser.add_argument("--no-plots", action="store_true",
+                        help="draw no plots (also not the default RUN_DIR/plots/)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing constants file and draw into a "
+                             "non-empty plot directory (default: refuse, exit 2)")
     parser.add_argument("--loss", choices=model.LOSSES, default="linear",
                         help="loss on relative residuals: linear (least squares, "
                              "default), soft_l1 or huber (robust to outlying points; "
@@ -69,31 +94,71 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _error(msg: str) -> int:
-    print(f"python -m fits: error: {msg}", file=sys.stderr)
-    return EXIT_USAGE
+def _outputs(args, say):
+    """(constants path, plot directory or None), checked before any work: never one of
+    the runs' files, never an existing file or non-empty directory without --force."""
+    inputs = [Path(run) / name for run in args.runs for name in RUN_FILES]
+    if args.out is None:
+        if len(args.runs) > 1:
+            raise UsageError(f"--out is needed when several RUN_DIRs are pooled (the "
+                             f"default RUN_DIR/{DEFAULT_NAME} is for one run)")
+        run = Path(args.runs[0])
+        if not run.is_dir():
+            raise UsageError(f"RUN_DIR {run}: is not a directory")
+        out_text = str(run / DEFAULT_NAME)
+    else:
+        out_text = args.out
+    out = check_output(out_text, inputs=inputs, option="--out", overwrite=args.force)
+    plots = args.plots
+    if args.no_plots:
+        if plots:
+            raise UsageError("--plots and --no-plots exclude each other")
+        return out, None
+    if plots is None and args.out is None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            say(f"no plots: matplotlib is not installed (pip install 'collcost[plot]'); "
+                f"--no-plots silences this")
+            return out, None
+        plots = str(Path(args.runs[0]) / DEFAULT_PLOTS)
+    if plots is None:
+        return out, None
+    from .plots import require_matplotlib
+    try:
+        require_matplotlib()
+    except RuntimeError as exc:
+        raise UsageError(f"--plots: {exc}") from None
+    try:
+        check_output(plots, inputs=inputs, option="--plots", overwrite=args.force,
+                     directory=True, parents=True)
+    except UsageError as exc:
+        if "not empty" in str(exc):
+            raise UsageError(f"{exc} (it holds plots of an earlier fit? --force draws "
+                             f"over them, --plots DIR draws elsewhere, --no-plots skips)"
+                             ) from None
+        raise
+    return out, plots
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
+
+    def _error(msg: str) -> int:
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+
+    def say(msg):
+        print(f"[fits] {msg}", file=sys.stderr, flush=True)
+
     if args.bootstrap < 0:
         return _error(f"--bootstrap must be >= 0, got {args.bootstrap}")
     if not 0 < args.confidence < 1:
         return _error(f"--confidence must be between 0 and 1, got {args.confidence}")
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        return _error(f"--out: directory {out.parent} does not exist")
-    if out.is_dir():
-        return _error(f"--out: {out} is a directory")
-    if args.plots:
-        from .plots import require_matplotlib
-        try:
-            require_matplotlib()
-        except RuntimeError as exc:
-            return _error(f"--plots: {exc}")
-
-    def say(msg):
-        print(f"[fits] {msg}", file=sys.stderr, flush=True)
+    try:
+        out, plots = _outputs(args, say)
+    except UsageError as exc:
+        return _error(str(exc))
 
     start = time.perf_counter()
     options = FitOptions(loss=args.loss, segments=args.segments, bootstrap=args.bootstrap,
@@ -113,10 +178,10 @@ def main(argv=None) -> int:
     say(f"{'replaced' if replaced else 'wrote'} {out} ({len(result.entries)} entries, "
         f"validated with {constants_file.validator_name()}) in "
         f"{time.perf_counter() - start:.1f} s")
-    if args.plots:
+    if plots:
         from .plots import plot_all
-        paths = plot_all(result.entries, args.plots, confidence=args.confidence)
-        say(f"wrote {len(paths)} plot(s) to {args.plots}")
+        paths = plot_all(result.entries, plots, confidence=args.confidence)
+        say(f"wrote {len(paths)} plot(s) to {plots}")
     if not args.quiet:
         print(summary.format_summary(result.constants, wide=args.wide))
     return 0
