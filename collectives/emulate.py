@@ -34,6 +34,19 @@ rates above a few hundred Mbit/s become CPU-bound on a small machine.
 
 Needs root (namespaces, veths, qdiscs) and the ``ip``, ``tc`` and ``unshare`` tools.
 
+Heterogeneous networks (issue 12: find slow nodes, slow links, switch tiers):
+``host_rates={1: "20mbit"}`` gives host 1's link (both directions) its own rate;
+``link_rates={(0, 2): "10mbit"}`` slows the traffic between hosts 0 and 2 only -- each
+end's egress gets an htb classifier (its classes far above any rate, so htb itself never
+shapes) whose u32 filter on the partner's address sends that traffic through a tbf of
+the link's rate, everything else through the host's tbf; ``switches=2`` (or one switch
+index per host, ``[0, 0, 1, 1]``) puts the hosts on separate bridges, each joined to a
+core bridge by a trunk veth rate-limited (tbf, both directions) at ``trunk_rate``, so
+traffic between switches crosses two trunks and is held to the trunk rate (shared by
+all pairs crossing at once).  :meth:`EmulatedCluster.link_rate` says what each directed
+pair should get.  (The kernel has neither ``netem`` nor the ``prio``/``flower``
+schedulers; htb + u32 + tbf is what it offers.)
+
 Python API::
 
     with EmulatedCluster(hosts=2, ranks_per_host=2, rate="500mbit") as cluster:
@@ -74,6 +87,10 @@ SUBNET = "10.77.0"
 SWITCH_ADDRESS = f"{SUBNET}.254"
 #: Most hosts one cluster can have (addresses .1 .. .250).
 MAX_HOSTS = 250
+#: With several switches, each switch's bridge has a trunk to this core bridge.
+CORE_BRIDGE = "core"
+#: Most per-link rates one host can have (htb classes on its egress).
+_MAX_LINK_CLASSES = 64
 
 #: What forces inter-host traffic onto the veth links (see the module docstring).
 #: Intra-host pairs keep MPICH's shared memory.
@@ -161,6 +178,28 @@ def parse_size(size) -> int:
 #: rate-limits everything above a few frames; tbf splits TCP's 64 KiB GSO super-frames
 #: into MTU frames to fit it, so each frame's headers are charged as on a real link.
 DEFAULT_BURST = 16 * 1024
+
+
+def _switch_layout(switches, hosts: int) -> list:
+    """Switch index of every host from ``switches``: None (one switch), a number k
+    (hosts cut into k consecutive groups as equal as possible) or one index per host
+    (each switch from 0 up used at least once)."""
+    if switches is None:
+        return [0] * hosts
+    if isinstance(switches, int) and not isinstance(switches, bool):
+        if not 1 <= switches <= hosts:
+            raise ValueError(f"switches: expected 1..{hosts} (one host per switch at "
+                             f"least), got {switches}")
+        return [i * switches // hosts for i in range(hosts)]
+    layout = list(switches)
+    if len(layout) != hosts or any(isinstance(k, bool) or not isinstance(k, int) or k < 0
+                                   for k in layout):
+        raise ValueError(f"switches: expected {hosts} switch indices (one per host), got "
+                         f"{switches!r}")
+    if sorted(set(layout)) != list(range(max(layout) + 1)):
+        raise ValueError(f"switches: indices must use every switch 0..{max(layout)}, got "
+                         f"{switches!r}")
+    return layout
 
 
 def check_available() -> None:
@@ -287,7 +326,8 @@ class EmulatedCluster:
     """
 
     def __init__(self, hosts: int, ranks_per_host: int = 1, rate="200mbit", burst=None,
-                 keep: bool = False):
+                 keep: bool = False, host_rates=None, link_rates=None, switches=None,
+                 trunk_rate=None):
         if not isinstance(hosts, int) or isinstance(hosts, bool) or not 1 <= hosts <= MAX_HOSTS:
             raise ValueError(f"hosts: expected a whole number in 1..{MAX_HOSTS}, got {hosts!r}")
         if not isinstance(ranks_per_host, int) or isinstance(ranks_per_host, bool) or ranks_per_host < 1:
@@ -301,6 +341,29 @@ class EmulatedCluster:
         self.switch_ns = f"{self.tag}-sw"
         self.hosts_ns = [f"{self.tag}-h{i}" for i in range(hosts)]
         self.addresses = [f"{SUBNET}.{i + 1}" for i in range(hosts)]
+        self.switch_of = _switch_layout(switches, hosts)
+        self.switches = max(self.switch_of) + 1
+        self.trunk_bps = None
+        if self.switches > 1:
+            self.trunk_bps = parse_rate(trunk_rate if trunk_rate is not None else rate)
+        elif trunk_rate is not None:
+            raise ValueError("trunk_rate: only meaningful with 2 or more switches")
+        self.host_bps = [self.rate_bps] * hosts
+        for host, r in dict(host_rates or {}).items():
+            self.host_bps[self.host_index(host)] = parse_rate(r)
+        self.link_bps = {}
+        for key, r in dict(link_rates or {}).items():
+            if not (isinstance(key, (tuple, list)) and len(key) == 2):
+                raise ValueError(f"link_rates: keys are (host, host) pairs, got {key!r}")
+            i, j = self.host_index(key[0]), self.host_index(key[1])
+            if i == j:
+                raise ValueError(f"link_rates: {key!r} joins a host to itself")
+            self.link_bps[(min(i, j), max(i, j))] = parse_rate(r)
+        for i in range(hosts):
+            partners = sum(1 for pair in self.link_bps if i in pair)
+            if partners > _MAX_LINK_CLASSES:
+                raise ValueError(f"link_rates: host {i} has {partners} per-link rates; at "
+                                 f"most {_MAX_LINK_CLASSES} per host")
         self.workdir: Path | None = None
         self.launcher: Path | None = None
         self._created = False
@@ -337,9 +400,22 @@ class EmulatedCluster:
         sw = self.switch_ns
         _sh(["ip", "netns", "add", sw])
         _sh(["ip", "-n", sw, "link", "set", "lo", "up"])
-        _sh(["ip", "-n", sw, "link", "add", "br0", "type", "bridge"])
-        _sh(["ip", "-n", sw, "addr", "add", f"{SWITCH_ADDRESS}/24", "dev", "br0"])
-        _sh(["ip", "-n", sw, "link", "set", "br0", "up"])
+        bridges = [self.bridge(k) for k in range(self.switches)]
+        if self.switches > 1:
+            bridges.append(CORE_BRIDGE)
+        for br in bridges:
+            _sh(["ip", "-n", sw, "link", "add", br, "type", "bridge"])
+            _sh(["ip", "-n", sw, "link", "set", br, "up"])
+        # mpiexec's address: on the only bridge, or on the core every trunk reaches
+        _sh(["ip", "-n", sw, "addr", "add", f"{SWITCH_ADDRESS}/24", "dev", bridges[-1]])
+        for k in range(self.switches if self.switches > 1 else 0):
+            leaf, core = self.trunk_ports(k)
+            _sh(["ip", "-n", sw, "link", "add", leaf, "type", "veth", "peer", "name", core])
+            _sh(["ip", "-n", sw, "link", "set", leaf, "master", self.bridge(k)])
+            _sh(["ip", "-n", sw, "link", "set", core, "master", CORE_BRIDGE])
+            for dev in (leaf, core):
+                _sh(["ip", "-n", sw, "link", "set", dev, "up"])
+                self._tbf(sw, dev, self.trunk_bps)
         for i, (ns, addr) in enumerate(zip(self.hosts_ns, self.addresses)):
             port = self.switch_port(i)
             _sh(["ip", "netns", "add", ns])
@@ -348,14 +424,65 @@ class EmulatedCluster:
                  "peer", "name", port, "netns", sw])
             _sh(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0"])
             _sh(["ip", "-n", ns, "link", "set", "eth0", "up"])
-            _sh(["ip", "-n", sw, "link", "set", port, "master", "br0"])
+            _sh(["ip", "-n", sw, "link", "set", port, "master",
+                 self.bridge(self.switch_of[i])])
             _sh(["ip", "-n", sw, "link", "set", port, "up"])
-            self._limit(ns, "eth0")
-            self._limit(sw, port)
+            self._limit_host(i)
+            self._tbf(sw, port, self.host_bps[i])
 
-    def _limit(self, ns: str, dev: str) -> None:
-        _sh(["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
-             "rate", f"{int(self.rate_bps)}bit", "burst", str(self.burst), "latency", "100ms"])
+    def _tbf(self, ns: str, dev: str, bps: float, parent: str = "root",
+             handle: str | None = None) -> None:
+        where = ["root"] if parent == "root" else ["parent", parent]
+        _sh(["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, *where,
+             *(["handle", handle] if handle else []), "tbf", "rate", f"{int(bps)}bit",
+             "burst", str(self.burst), "latency", "100ms"])
+
+    def link_rate(self, i: int, j: int) -> float:
+        """Bits per second host ``i`` sends to host ``j`` at most (the slowest of its
+        egress, the pair's rate, the trunk between their switches, j's ingress)."""
+        i, j = self.host_index(i), self.host_index(j)
+        rates = [self.host_bps[i], self.host_bps[j]]
+        if (min(i, j), max(i, j)) in self.link_bps:
+            rates.append(self.link_bps[(min(i, j), max(i, j))])
+        if self.switch_of[i] != self.switch_of[j]:
+            rates.append(self.trunk_bps)
+        return min(rates)
+
+    def _limit_host(self, i: int) -> None:
+        """Host ``i``'s egress: tbf at its rate; with per-link rates, an htb classifier
+        (classes far above any rate, so it never shapes) sends the traffic to each such
+        partner (u32 filter on its address) through a tbf of the link's rate and the
+        rest through a tbf of the host's rate."""
+        ns = self.hosts_ns[i]
+        special = sorted((j if a == i else a, r) for (a, j), r in self.link_bps.items()
+                         if i in (a, j))
+        if not special:
+            self._tbf(ns, "eth0", self.host_bps[i])
+            return
+        tc = ["ip", "netns", "exec", ns, "tc"]
+        _sh(tc + ["qdisc", "replace", "dev", "eth0", "root", "handle", "1:", "htb",
+                  "default", "1", "r2q", "100000"])
+        for k, (j, bps) in enumerate([(None, self.host_bps[i])] + special, start=1):
+            _sh(tc + ["class", "add", "dev", "eth0", "parent", "1:", "classid", f"1:{k}",
+                      "htb", "rate", "10gbit", "ceil", "10gbit"])
+            self._tbf(ns, "eth0", min(bps, self.host_bps[i]), parent=f"1:{k}",
+                      handle=f"{10 + k}:")
+            if j is not None:
+                _sh(tc + ["filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip",
+                          "prio", "1", "u32", "match", "ip", "dst",
+                          f"{self.addresses[j]}/32", "flowid", f"1:{k}"])
+
+    def describe(self) -> str:
+        """The emulated network in words: switches, trunk, hosts and their rates."""
+        out = [f"{self.hosts} host(s) on {self.switches} switch(es)"
+               + (f" joined by trunks of {self.trunk_bps / 1e6:g} Mbit/s each way "
+                  "through a core bridge" if self.switches > 1 else "")]
+        for i in range(self.hosts):
+            out.append(f"  host {i} {self.hosts_ns[i]} ({self.addresses[i]}) switch "
+                       f"{self.switch_of[i]}: {self.host_bps[i] / 1e6:g} Mbit/s each way")
+        for (i, j), bps in sorted(self.link_bps.items()):
+            out.append(f"  link {i}-{j}: {bps / 1e6:g} Mbit/s each way")
+        return "\n".join(out)
 
     def teardown(self) -> None:
         """Stop running launches, kill leftover processes, delete every namespace."""
@@ -394,6 +521,16 @@ class EmulatedCluster:
     def switch_port(i: int) -> str:
         """Name of host ``i``'s port on the bridge (in the switch namespace)."""
         return f"p{i}"
+
+    @staticmethod
+    def bridge(k: int) -> str:
+        """Name of switch ``k``'s bridge (in the switch namespace)."""
+        return f"br{k}"
+
+    @staticmethod
+    def trunk_ports(k: int) -> tuple:
+        """Switch ``k``'s trunk: (its end on the switch's bridge, its end on the core)."""
+        return f"t{k}", f"c{k}"
 
     def host_index(self, host) -> int:
         """Index of ``host`` given as an index, a namespace/host name or an address."""
@@ -684,6 +821,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", default="200mbit",
                    help="per-direction link rate in tc units: 200mbit, 1gbit, 25mbps (bytes/s) "
                         "(default 200mbit)")
+    p.add_argument("--host-rate", action="append", default=[], metavar="HOST=RATE",
+                   help="rate of one host's link, both directions (HOST: index from 0); "
+                        "repeatable; e.g. 1=100mbit makes host 1 a slow node")
+    p.add_argument("--link-rate", action="append", default=[], metavar="A-B=RATE",
+                   help="rate between hosts A and B only, both directions (tc htb class "
+                        "with a u32 filter on the partner's address at each end); "
+                        "repeatable; e.g. 0-2=50mbit makes one slow cable")
+    p.add_argument("--switches", default=None, metavar="K|LIST",
+                   help="switches: K (hosts cut into K consecutive groups) or one switch "
+                        "index per host (0,0,1,1); each switch is a bridge with a trunk to a "
+                        "core bridge (default: 1, every host on one bridge)")
+    p.add_argument("--trunk-rate", default=None, metavar="RATE",
+                   help="rate of each switch's trunk to the core, both directions: traffic "
+                        "between switches crosses two trunks (default: --rate)")
     p.add_argument("--burst", default=None,
                    help="tbf bucket in bytes (16384, 16kb); messages smaller than the bucket are not "
                         "rate-limited (default 16 KiB)")
@@ -731,11 +882,13 @@ def main(argv=None) -> int:
         if not getattr(args, name) > 0:
             parser.error(f"--{name.replace('_', '-')}: must be positive, got {getattr(args, name)}")
     try:
+        layout = _parse_layout_options(args)
         cluster = EmulatedCluster(args.hosts, args.ranks_per_host, args.rate, args.burst,
-                                  keep=args.keep)
+                                  keep=args.keep, **layout)
     except ValueError as e:
         parser.error(str(e))
     if args.dry_run:
+        print(cluster.describe(), file=sys.stderr)
         cluster.launcher = Path("<launcher>")
         print(shlex.join(["ip", "netns", "exec", cluster.switch_ns]
                          + cluster.mpiexec_command(command, env=env)))
@@ -756,11 +909,53 @@ def main(argv=None) -> int:
     return result.returncode if result.returncode >= 0 else 128 - result.returncode
 
 
+def _host_arg(text: str, option: str):
+    text = text.strip()
+    if not text.isdigit():
+        raise ValueError(f"{option}: host {text!r} is not a host index (0, 1, ...)")
+    return int(text)
+
+
+def _parse_layout_options(args) -> dict:
+    """``--host-rate``, ``--link-rate``, ``--switches``, ``--trunk-rate`` as
+    :class:`EmulatedCluster` keyword arguments (ValueError naming the option)."""
+    host_rates, link_rates = {}, {}
+    for item in args.host_rate:
+        if "=" not in item:
+            raise ValueError(f"--host-rate: expected HOST=RATE, got {item!r}")
+        host, rate = item.split("=", 1)
+        host_rates[_host_arg(host, "--host-rate")] = rate
+    for item in args.link_rate:
+        if "=" not in item or "-" not in item.split("=", 1)[0]:
+            raise ValueError(f"--link-rate: expected A-B=RATE, got {item!r}")
+        pair, rate = item.split("=", 1)
+        a, b = pair.split("-", 1)
+        link_rates[(_host_arg(a, "--link-rate"), _host_arg(b, "--link-rate"))] = rate
+    switches = args.switches
+    if switches is not None:
+        parts = [x.strip() for x in switches.split(",")]
+        if not all(x.isdigit() for x in parts):
+            raise ValueError(f"--switches: expected K or a comma list of switch indices, "
+                             f"got {switches!r}")
+        switches = int(parts[0]) if len(parts) == 1 else [int(x) for x in parts]
+    for name, value in (("--host-rate", host_rates.values()),
+                        ("--link-rate", link_rates.values())):
+        for rate in value:
+            try:
+                parse_rate(rate)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+    return {"host_rates": host_rates, "link_rates": link_rates, "switches": switches,
+            "trunk_rate": args.trunk_rate}
+
+
 def _run_cli(cluster: EmulatedCluster, args, command, env) -> RunResult:
     """The CLI's launch: announce, run with output passed through, explain a failure."""
     print(f"emulate: {args.hosts} host(s) x {args.ranks_per_host} rank(s), links "
           f"{cluster.rate_bps / 1e6:g} Mbit/s each way, cluster {cluster.tag}",
           file=sys.stderr, flush=True)
+    if cluster.switches > 1 or cluster.link_bps or len(set(cluster.host_bps)) > 1:
+        print("emulate: " + cluster.describe(), file=sys.stderr, flush=True)
     result = cluster.run(command, timeout=args.timeout, env=env, capture=False,
                          exit_grace=args.exit_grace)
     if result.returncode != 0:
