@@ -144,11 +144,11 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _probe_writable(directory: Path, option: str, shown) -> None:
+def _probe_writable(directory: Path, option: str, shown, what="write") -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=".collcost-probe-", dir=directory)
     except OSError as exc:
-        raise UsageError(f"{option} {shown}: cannot write in {directory} "
+        raise UsageError(f"{option} {shown}: cannot {what} in {directory} "
                          f"({exc.strerror or exc})") from None
     os.close(fd)
     try:
@@ -176,8 +176,14 @@ def check_input(path, *, option: str = "input", directory: bool | None = False) 
     return _resolve(p)
 
 
+#: Files of a run directory (collectives.rundir); never an output of another command,
+#: even where writing inside an input directory is allowed.
+RUN_FILES = ("metadata.json", "points.jsonl", "points.csv", ".lock")
+
+
 def check_output(path, *, inputs=(), option: str = "--out", overwrite: bool = False,
-                 directory: bool = False, parents: bool = False) -> Path:
+                 directory: bool = False, parents: bool = False,
+                 inside_ok: bool = False) -> Path:
     """Check an output path before any work; return it resolved.
 
     Raises :class:`UsageError` (message starting with ``option``) when ``path`` is
@@ -191,7 +197,10 @@ def check_output(path, *, inputs=(), option: str = "--out", overwrite: bool = Fa
       refused; an existing non-empty directory only when ``overwrite`` is False.
 
     ``parents=True`` allows missing parent directories (the caller creates them); the
-    nearest existing ancestor must then be a writable directory.
+    nearest existing ancestor must then be a writable directory.  ``inside_ok=True``
+    allows an output inside an input directory (e.g. ``RUN/constants.json``) unless it
+    is, or is under, one of a run directory's own files (:data:`RUN_FILES`) or a
+    hidden name there.
     """
     text = "" if path is None else str(path)
     if not text.strip():
@@ -203,6 +212,11 @@ def check_output(path, *, inputs=(), option: str = "--out", overwrite: bool = Fa
         if inp is None or not str(inp).strip():
             continue
         src = _resolve(inp)
+        if inside_ok and out != src and _inside(out, src) and src.is_dir() \
+                and not _same_file(out, src):
+            rel = out.relative_to(src)
+            if rel.parts[0] not in RUN_FILES and not rel.parts[0].startswith("."):
+                continue
         if _inside(out, src) or _same_file(out, src):
             what = "is" if out == src or _same_file(out, src) else "is inside"
             raise UsageError(f"{option} {text}: {what} the input {inp}; refusing to "
@@ -231,5 +245,6 @@ def check_output(path, *, inputs=(), option: str = "--out", overwrite: bool = Fa
         raise UsageError(f"{option} {text}: directory {parent} does not exist")
     if not parent.is_dir():
         raise UsageError(f"{option} {text}: {parent} is not a directory")
-    _probe_writable(parent, option, text)
+    _probe_writable(parent, option, text,
+                    "create a directory" if directory else "write")
     return out

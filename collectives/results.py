@@ -15,15 +15,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import uuid
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .costs import AUXILIARY, COLLECTIVES
-from .files import atomic_write_text, fsync_dir
+from .files import UsageError, atomic_write_text, fsync_dir
+from . import rundir
+from .rundir import (CSV_FILE, METADATA_FILE, POINTS_FILE, RunDirError, dumps as _dumps,
+                     new_run_id, plain_json as _plain_json, utc_now)
 from .metadata import environment_differences, tuning_environment
 
 __all__ = [
@@ -39,9 +40,6 @@ if TYPE_CHECKING:  # pandas is imported lazily: the sweep's ranks write without 
 
 SCHEMA_VERSION = 1
 KIND = "collcost-run"
-METADATA_FILE = "metadata.json"
-POINTS_FILE = "points.jsonl"
-CSV_FILE = "points.csv"
 
 #: Keys every sweep's ``metadata.json`` carries (docs/formats.md).
 METADATA_KEYS = (
@@ -85,39 +83,10 @@ CHECKED_METADATA = (
     ("GPU", lambda m: m.get("gpu")),
 )
 
-class RunFormatError(ValueError):
-    """A run directory or point that does not follow docs/formats.md."""
-
-
-def utc_now() -> str:
-    """Current UTC time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def new_run_id() -> str:
-    """A fresh run id: UTC timestamp plus 6 random hex digits (sortable, unique)."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-
+#: A run directory or point that does not follow docs/formats.md.
+RunFormatError = RunDirError
 
 _fsync_dir = fsync_dir  # one implementation: collectives.files
-
-
-def _dumps(obj, **kw) -> str:
-    return json.dumps(_plain_json(obj), allow_nan=False, **kw)
-
-
-def _plain_json(obj):
-    """numpy scalars/arrays -> Python values; NaN and infinities -> None (null), so the
-    files stay strict JSON (e.g. the CI of a point with too few repetitions)."""
-    if isinstance(obj, dict):
-        return {k: _plain_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain_json(v) for v in obj]
-    if hasattr(obj, "tolist"):  # numpy scalar or array
-        return _plain_json(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def point_key(point) -> tuple:
@@ -171,77 +140,17 @@ def _check_point(point: dict) -> None:
                              f"{point['repetitions']}")
 
 
-def _repair_tail(pfile: Path, good_end: int) -> None:
-    """Cut ``pfile`` after its last complete line and make it end with a newline."""
-    with open(pfile, "r+b") as fh:
-        fh.truncate(good_end)
-        if good_end:
-            fh.seek(good_end - 1)
-            if fh.read(1) != b"\n":
-                fh.write(b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+_repair_tail = rundir.repair_tail
 
 
 def _read_metadata(path: Path) -> dict:
-    mfile = path / METADATA_FILE
-    if not path.is_dir():
-        raise RunFormatError(f"{path}: not a run directory (no such directory)")
-    if not mfile.is_file():
-        raise RunFormatError(f"{path}: not a run directory (no {METADATA_FILE})")
-    try:
-        meta = json.loads(mfile.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RunFormatError(f"{mfile}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("kind") != KIND:
-        raise RunFormatError(f"{mfile}: not a collcost run (kind is "
-                             f"{meta.get('kind') if isinstance(meta, dict) else None!r}, "
-                             f"expected {KIND!r})")
-    version = meta.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise RunFormatError(f"{mfile}: unknown schema_version {version!r}; this collcost "
-                             f"reads schema_version {SCHEMA_VERSION} only")
-    return meta
+    return rundir.read_metadata(path, KIND, SCHEMA_VERSION)
 
 
-def _read_points(pfile: Path) -> tuple[list[dict], int, bool]:
-    """Rows of points.jsonl, the byte length of its complete lines, truncated flag."""
-    if not pfile.exists():
-        return [], 0, False
-    data = pfile.read_bytes()
-    rows, good_end, truncated = [], 0, False
-    start = 0
-    lineno = 0
-    while start < len(data):
-        end = data.find(b"\n", start)
-        lineno += 1
-        if end < 0:  # last line without newline: a write interrupted mid-line
-            tail = data[start:]
-            try:
-                row = json.loads(tail)
-                _check_point(row)
-            except (ValueError, RunFormatError):
-                truncated = True
-                break
-            # complete JSON but missing its newline: keep it, repair on next append
-            rows.append(row)
-            good_end = len(data)
-            break
-        line = data[start:end].strip()
-        if line:
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise RunFormatError(f"{pfile}: line {lineno} is not valid JSON ({exc}) "
-                                     "and is not the last line") from None
-            try:
-                _check_point(row)
-            except RunFormatError as exc:
-                raise RunFormatError(f"{pfile}: line {lineno}: {exc}") from None
-            rows.append(row)
-        start = end + 1
-        good_end = start
-    return rows, good_end, truncated
+def _read_points(pfile: Path, *, per_launch: bool = False):
+    """Rows of points.jsonl, the byte length of its complete lines, the truncated flag
+    and the duplicated lines (:func:`collectives.rundir.read_points`)."""
+    return rundir.read_points(pfile, _check_point, point_key, per_launch=per_launch)
 
 
 @dataclass(frozen=True)
@@ -282,14 +191,32 @@ def read_run(path) -> Run:
 
     Rejects directories that are not collcost runs or carry an unknown
     ``schema_version``.  A truncated last line of points.jsonl (a rank killed while
-    writing) is dropped with a :class:`UserWarning`; a bad line elsewhere is an error.
+    writing) is dropped with a :class:`UserWarning`; a bad line elsewhere is an error
+    naming the line.  Duplicated points (one key twice; in a merged run one key and
+    launch twice): a line repeating an earlier one byte for byte is dropped with a
+    warning naming both lines; two different measurements of one point are an error
+    naming both lines (two jobs wrote the run at once).
     """
     path = Path(path)
     meta = _read_metadata(path)
-    rows, _, truncated = _read_points(path / POINTS_FILE)
+    pfile = path / POINTS_FILE
+    rows, _, truncated, dups = _read_points(pfile,
+                                            per_launch=bool(meta.get("merged_from")))
     if truncated:
-        warnings.warn(f"{path / POINTS_FILE}: ignoring a truncated last line "
+        warnings.warn(f"{pfile}: ignoring a truncated last line "
                       "(a launch was killed while writing it)", stacklevel=2)
+    conflicting = [d for d in dups if not d.identical]
+    if conflicting:
+        more = f" (and {len(conflicting) - 1} more)" if len(conflicting) > 1 else ""
+        raise RunFormatError(f"{conflicting[0].describe(pfile)}{more}: two measurements "
+                             "of one point (two jobs wrote this run at once?); remove "
+                             "one of the lines")
+    if dups:
+        lines = ", ".join(str(d.line) for d in dups[:10]) + (" ..." if len(dups) > 10
+                                                              else "")
+        warnings.warn(f"{pfile}: dropping {len(dups)} duplicated line(s) ({lines}), each "
+                      f"a copy of an earlier line; e.g. {dups[0].describe(pfile)}",
+                      stacklevel=2)
     return Run(path=path, metadata=meta, points=_frame(rows))
 
 
@@ -308,130 +235,29 @@ def _check_new_dir(path: Path) -> None:
                               "choose another --out or use --resume")
 
 
-class RunWriter:
-    """Writes one run directory: metadata first, then points one durable line at a time.
+class RunWriter(rundir.RunWriter):
+    """Writes one sweep run directory (:class:`collectives.rundir.RunWriter` with the
+    sweep's point schema): atomic creation, the one-writer lock, durable points.
 
-    Use :meth:`create` for a new run and :meth:`resume` to append to an existing one.
-    ``append`` returns only after the line is on disk (flush + fsync), so a launch
-    killed at any moment loses no completed point; at most the line being written is
-    truncated, and readers drop it.
+    Use :meth:`create` for a new run and :meth:`resume` to append to an existing one
+    (which refuses a damaged or duplicated points file with a usage error).
     """
 
-    def __init__(self, path: Path, metadata: dict, launch: str, rows: list[dict]):
-        """Internal: use :meth:`create` or :meth:`resume`."""
-        self.path = Path(path)
-        self.metadata = metadata
-        self.launch = launch
-        self._rows = [_without_samples(r) for r in rows]  # for points.csv
-        self._keys = {point_key(r) for r in rows}
-        self._fh = open(self.path / POINTS_FILE, "a", encoding="utf-8")
+    KIND = KIND
+    SCHEMA_VERSION = SCHEMA_VERSION
+    FIELDS = POINT_FIELDS
 
-    # -- construction ---------------------------------------------------------------
-    @classmethod
-    def create(cls, path, metadata: dict) -> "RunWriter":
-        """Create run directory ``path`` (absent or empty) and write ``metadata.json``.
-
-        ``schema_version``, ``kind``, ``run_id``, ``date_utc`` and ``launches`` are
-        filled in when absent.  Nothing is created if ``metadata`` is not JSON-able.
-        """
-        if not isinstance(metadata, dict):
-            raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
-        path = Path(path)
-        _check_new_dir(path)
-        meta = dict(metadata)
-        meta["schema_version"] = SCHEMA_VERSION
-        meta["kind"] = KIND
-        meta.setdefault("run_id", new_run_id())
-        meta.setdefault("date_utc", utc_now())
-        meta.setdefault("launches", [{"launch": meta["run_id"], "date_utc": meta["date_utc"],
-                                      "command_line": meta.get("command_line"),
-                                      "seed": meta.get("seed")}])
-        text = _dumps(meta, indent=2, sort_keys=False) + "\n"  # fails before mkdir
-        path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path / METADATA_FILE, text)
-        (path / POINTS_FILE).touch()
-        _fsync_dir(path)
-        return cls(path, meta, meta["run_id"], [])
-
-    @classmethod
-    def resume(cls, path, *, command_line=None, seed=None) -> "RunWriter":
-        """Reopen run directory ``path`` to append more points as a new launch.
-
-        A truncated last line is cut off (with a warning) before anything is appended.
-        The new launch id is ``<run_id>+<n>`` and is recorded in ``launches``.
-        """
-        path = Path(path)
-        meta = _read_metadata(path)
-        pfile = path / POINTS_FILE
-        rows, good_end, truncated = _read_points(pfile)
-        if truncated:
-            warnings.warn(f"{pfile}: dropping a truncated last line before resuming",
-                          stacklevel=2)
-        if pfile.exists():
-            _repair_tail(pfile, good_end)
-        launches = list(meta.get("launches") or [{"launch": meta["run_id"]}])
-        launch = f"{meta['run_id']}+{len(launches)}"
-        launches.append({"launch": launch, "date_utc": utc_now(),
-                         "command_line": command_line, "seed": seed})
-        meta["launches"] = launches
-        atomic_write_text(path / METADATA_FILE, _dumps(meta, indent=2) + "\n")
-        return cls(path, meta, launch, rows)
-
-    # -- writing --------------------------------------------------------------------
-    def completed_keys(self) -> set:
-        """Keys (:func:`point_key`) of every point already on disk."""
-        return set(self._keys)
-
-    def append(self, point: dict) -> dict:
-        """Validate ``point``, add ``launch``/``timestamp_utc`` if absent, write it durably.
-
-        Returns the row as written.  Raises :class:`RunFormatError` for a bad point and
-        ``ValueError`` if a point with the same key was already written by this launch.
-        """
-        row = dict(point)
-        row.setdefault("launch", self.launch)
-        row.setdefault("timestamp_utc", utc_now())
+    @staticmethod
+    def check_point(row: dict) -> None:
         _check_point(row)
-        key = point_key(row)
-        if key in self._keys and row["launch"] == self.launch:
-            raise ValueError(f"point {key} was already written by launch {self.launch}")
-        ordered = {k: row[k] for k in POINT_FIELDS}
-        ordered.update({k: v for k, v in row.items() if k not in ordered})
-        line = _dumps(ordered, separators=(",", ":"))
-        if "\n" in line:
-            raise RunFormatError("a point serialized to several lines")
-        self._fh.write(line + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._rows.append(_without_samples(json.loads(line)))
-        self._keys.add(key)
-        return ordered
 
-    def finish(self) -> Path:
-        """Write points.csv atomically (all rows so far, no samples) and close."""
-        if not self._fh.closed:
-            self._fh.close()
-        csv = self.path / CSV_FILE
-        atomic_write_text(csv, _csv_text(self._rows))
-        return csv
+    @staticmethod
+    def point_key(row: dict) -> tuple:
+        return point_key(row)
 
-    def close(self) -> None:
-        """Close the points file without writing points.csv."""
-        if not self._fh.closed:
-            self._fh.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    @property
-    def rows(self) -> list[dict]:
-        """Rows written so far (including those found on resume), without samples
-        (a long sweep's samples would not fit in memory; they are in points.jsonl)."""
-        return list(self._rows)
+    @classmethod
+    def csv_text(cls, rows: list) -> str:
+        return _csv_text(rows)
 
 
 def metadata_differences(metas: list[tuple[str, dict]]) -> list[str]:

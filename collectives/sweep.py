@@ -6,11 +6,15 @@ broadcasts.  Sizes follow :func:`collectives.costs.size_convention`.  An excepti
 rank aborts the whole job (``MPI_Abort``) with its message; a point that runs longer than
 ``--point-timeout`` ends the job with status 3 and a message naming the point.
 
-Test hooks (environment variables, used by tests/test_sweep_failures.py):
-``COLLCOST_TEST_KILL_AFTER_POINTS=k`` makes world rank 1 (rank 0 in a 1-rank job)
-``os._exit(9)`` right after the k-th point it took part in was written to disk;
-``COLLCOST_TEST_FAIL_AT_POINT=k`` makes the last world rank raise ``RuntimeError`` when
-it starts the k-th point it takes part in.
+One writer per run directory: the run's ``.lock`` (collectives.rundir) is held from
+the start (``--out``) or from the checks (``--resume``) to the end; a second writer is
+refused with status 2.  Every collective wait -- setup, the harness probe, the plan,
+each sub-communicator split, every point, the waits between rank-count groups, the
+final write -- is under a deadline (collectives.watchdog) that names the phase: a
+rank that dies, stops or starves ends the job (status 3) instead of hanging it.
+
+Test hooks: collectives.faults (environment variables ``COLLCOST_TEST_FAULT``,
+``COLLCOST_TEST_KILL_AFTER_POINTS``, ``COLLCOST_TEST_FAIL_AT_POINT``).
 """
 from __future__ import annotations
 
@@ -18,13 +22,8 @@ import argparse
 import gc
 import os
 import random
-import re
 import sys
-import tempfile
 import textwrap
-import threading
-import time
-import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,7 +31,15 @@ from .costs import AUXILIARY, COLLECTIVES, NATIVE, algorithms as registered_algo
 from .costs import busbw_factor, size_convention
 from . import gpu
 from .operations import DTYPES, MAX_COUNT, OPS, element_count, memory_per_rank
+from .faults import FAIL_ENV, KILL_ENV, FaultHooks
+from .files import UsageError
+from .parsing import (bounded_float, bounded_int, check_timeout, parse_list,
+                      parse_ranks as _parse_ranks, parse_size, parse_sizes,
+                      physical_memory as _physical_memory)
+from .progress import Progress, human_bytes as _human
+from .rundir import check_new_run_dir
 from .stats import relative_halfwidth
+from .watchdog import Watchdog, guarded_main, idle_wait as _idle_wait
 from .topology import REQUESTS, check_ranks, default_ranks, resolve_topologies
 
 __all__ = ["UsageError", "Options", "parse_size", "parse_sizes", "parse_list",
@@ -47,102 +54,17 @@ DEFAULT_TIME_BUDGET = 1.0
 DEFAULT_TARGET_CI = 0.05
 DEFAULT_MIN_REPS = 10
 DEFAULT_MAX_REPS = 100000
-KILL_ENV = "COLLCOST_TEST_KILL_AFTER_POINTS"
-FAIL_ENV = "COLLCOST_TEST_FAIL_AT_POINT"
 #: Options that may differ between a run and its ``--resume``.
-RESUME_FREE = ("point_timeout", "max_memory", "out", "resume", "quick", "cuda_aware")
-
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10,
-          "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
-          "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30,
-          "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}
-
-
-class UsageError(ValueError):
-    """A bad command line: reported by rank 0, every rank exits with status 2."""
-
+RESUME_FREE = ("point_timeout", "max_memory", "out", "resume", "quick", "cuda_aware",
+               "break_lock")
+#: Bounds of the counts a user gives (checked before anything is allocated).
+MAX_REPS = 1_000_000
+MAX_TIME_BUDGET = 86400.0
+MAX_SEED = 2**63 - 1
 
 # ---------------------------------------------------------------------------------
-# Parsing
+# Parsing (the values themselves: collectives.parsing)
 # ---------------------------------------------------------------------------------
-
-def parse_size(text: str, what: str = "size") -> int:
-    """``'64M'`` -> 67108864 (binary units K, M, G, T; optional B/iB)."""
-    m = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", str(text))
-    if not m or m.group(2).upper() not in _UNITS:
-        raise UsageError(f"{what} {text!r} is not a size (examples: 8, 1K, 64M, 2GiB)")
-    return int(m.group(1)) * _UNITS[m.group(2).upper()]
-
-
-def parse_sizes(text) -> tuple:
-    """Sizes in bytes from ``MIN:MAX[:FACTOR]`` (MIN, MIN*FACTOR, ... <= MAX; FACTOR 2
-    by default, like OSU's ``-m``) or a comma list (``8,1K,4M``); sorted, unique.
-
-    Already-parsed lists of integers pass through (validated)."""
-    if isinstance(text, (list, tuple)):
-        sizes = [int(s) for s in text]
-    else:
-        text = str(text).strip()
-        if not text:
-            raise UsageError("--sizes is empty")
-        if ":" in text:
-            parts = text.split(":")
-            if len(parts) not in (2, 3):
-                raise UsageError(f"--sizes {text!r}: a range is MIN:MAX or MIN:MAX:FACTOR")
-            lo = parse_size(parts[0], "--sizes minimum")
-            hi = parse_size(parts[1], "--sizes maximum")
-            factor = 2
-            if len(parts) == 3:
-                if not parts[2].strip().isdigit() or int(parts[2]) < 2:
-                    raise UsageError(f"--sizes {text!r}: FACTOR must be a whole number "
-                                     ">= 2")
-                factor = int(parts[2])
-            if lo <= 0:
-                raise UsageError(f"--sizes {text!r}: sizes must be > 0 bytes")
-            if hi < lo:
-                raise UsageError(f"--sizes {text!r}: MAX is smaller than MIN")
-            sizes, s = [], lo
-            while s <= hi:
-                sizes.append(s)
-                s *= factor
-        else:
-            sizes = [parse_size(t, "--sizes entry") for t in text.split(",")]
-    bad = [s for s in sizes if s <= 0]
-    if bad:
-        raise UsageError(f"--sizes: sizes must be > 0 bytes, got {bad[0]}")
-    return tuple(sorted(set(sizes)))
-
-
-def parse_list(text, what: str, allowed, extra=()) -> tuple:
-    """Comma list validated against ``allowed`` (order kept, duplicates dropped)."""
-    items = list(text) if isinstance(text, (list, tuple)) else \
-        [t.strip() for t in str(text).split(",") if t.strip()]
-    if not items:
-        raise UsageError(f"{what} is empty")
-    for item in items:
-        if item not in tuple(allowed) + tuple(extra):
-            raise UsageError(f"{what}: unknown value {item!r}; expected one of "
-                             f"{', '.join(tuple(allowed) + tuple(extra))}")
-    return tuple(dict.fromkeys(items))
-
-
-def _parse_ranks(text) -> tuple:
-    items = list(text) if isinstance(text, (list, tuple)) else str(text).split(",")
-    out = []
-    for item in items:
-        try:
-            out.append(int(str(item).strip()))
-        except ValueError:
-            raise UsageError(f"--ranks: {item!r} is not a whole number") from None
-    return tuple(out)
-
-
-def _physical_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser (defaults are None: :func:`validate` fills them in)."""
@@ -216,10 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
       help="abort the job (status 3) when one point runs longer than this, naming the "
            "point; 0 disables (default 120 + 20 x --time-budget)")
     a("--out", metavar="DIR",
-      help="run directory to create; must not exist or be empty (default data/<run id>)")
+      help="run directory to create; must not exist or be empty; created atomically "
+           "(default data/<run id>)")
     a("--resume", metavar="DIR",
       help="continue the run in DIR: its stored options are used (options given again "
-           "must match them), points already on disk are skipped")
+           "must match them, and so must the MPI tuning variables of the environment), "
+           "points already on disk are skipped; refused while another job writes DIR")
+    a("--break-lock", action="store_true", default=None,
+      help="with --resume: remove the run's lock even when its holder cannot be checked "
+           "from here (a job on another host that is gone). A lock whose job is provably "
+           "gone (same host, process not running) is removed without this option; a "
+           "running job's lock never is on this host")
     a("--quick", action="store_true", default=None,
       help=f"small sweep: sizes {QUICK_SIZES}, --time-budget {QUICK_TIME_BUDGET} "
            "(explicit options win)")
@@ -256,6 +185,7 @@ class Options:
     quick: bool = False
     rank_request: tuple | None = field(default=None)
     cuda_aware: str = "auto"
+    break_lock: bool = False
 
     def to_metadata(self) -> dict:
         """JSON-ready dict (tuples as lists)."""
@@ -276,28 +206,10 @@ def _default_max_memory(layout) -> int:
     return _physical_memory() // (4 * crowded)
 
 
-def _check_output(path: Path) -> None:
-    """Usage error unless ``path`` can be created as a new (or is an empty) directory.
-    Probes the nearest existing ancestor with a temporary directory it removes."""
-    if path.exists():
-        if not path.is_dir():
-            raise UsageError(f"--out {path}: exists and is not a directory")
-        if any(path.iterdir()):
-            raise UsageError(f"--out {path}: directory is not empty (use --resume {path} "
-                             "to continue that run, or choose another --out)")
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UsageError(f"--out {path}: {probe} is not a directory")
-    try:
-        tmp = tempfile.mkdtemp(prefix=".collcost-probe-", dir=probe)
-        os.rmdir(tmp)
-    except OSError as exc:
-        raise UsageError(f"--out {path}: cannot create a directory in {probe} "
-                         f"({exc.strerror or exc})") from None
+def _check_output(path) -> None:
+    """Usage error unless ``path`` can become a new run directory
+    (:func:`collectives.rundir.check_new_run_dir`)."""
+    check_new_run_dir(path, option="--out")
 
 
 def validate(raw: dict, layout, *, run_id: str = "run") -> Options:
@@ -340,6 +252,9 @@ def validate(raw: dict, layout, *, run_id: str = "run") -> Options:
             _num(raw, "topology", "auto"), "--topology", REQUESTS))
     except ValueError as exc:
         raise UsageError(f"--topology: {exc}") from None
+    if "inter" in topologies and layout.nodes < 2:
+        raise UsageError(f"--topology inter: the job spans 1 node ({layout.names[0]}); "
+                         "inter needs ranks on at least 2 nodes (use intra or world)")
     request = raw.get("rank_request")
     if raw.get("ranks") is not None and not isinstance(raw.get("ranks"), dict):
         request = _parse_ranks(raw["ranks"])
@@ -351,21 +266,25 @@ def validate(raw: dict, layout, *, run_id: str = "run") -> Options:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     sync = _num(raw, "sync", "barrier")
+    target_ci = bounded_float(_num(raw, "target_ci", DEFAULT_TARGET_CI), "--target-ci",
+                              0, 10, low_open=True)
+    budget = bounded_float(_num(raw, "time_budget",
+                                QUICK_TIME_BUDGET if quick else DEFAULT_TIME_BUDGET),
+                           "--time-budget", 0, MAX_TIME_BUDGET, low_open=True)
+    min_reps = bounded_int(_num(raw, "min_reps", DEFAULT_MIN_REPS), "--min-reps", 1,
+                           MAX_REPS)
+    max_reps = bounded_int(_num(raw, "max_reps", DEFAULT_MAX_REPS), "--max-reps", 1,
+                           MAX_REPS)
     try:
-        TimingOptions(sync=sync,
-                      target_ci=_num(raw, "target_ci", DEFAULT_TARGET_CI),
-                      time_budget=_num(raw, "time_budget",
-                                       QUICK_TIME_BUDGET if quick else DEFAULT_TIME_BUDGET),
-                      min_reps=int(_num(raw, "min_reps", DEFAULT_MIN_REPS)),
-                      max_reps=int(_num(raw, "max_reps", DEFAULT_MAX_REPS)))
+        TimingOptions(sync=sync, target_ci=target_ci, time_budget=budget,
+                      min_reps=min_reps, max_reps=max_reps)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"timing options: {exc}") from None
-    budget = float(_num(raw, "time_budget",
-                        QUICK_TIME_BUDGET if quick else DEFAULT_TIME_BUDGET))
     max_memory = raw.get("max_memory")
     max_memory = (_default_max_memory(layout) if max_memory is None
                   else parse_size(max_memory, "--max-memory")
-                  if isinstance(max_memory, str) else int(max_memory))
+                  if isinstance(max_memory, str)
+                  else bounded_int(max_memory, "--max-memory", 1, 1 << 50))
     if max_memory <= 0:
         raise UsageError(f"--max-memory must be > 0, got {max_memory}")
     for topo in topologies:
@@ -378,32 +297,37 @@ def validate(raw: dict, layout, *, run_id: str = "run") -> Options:
                             f"--sizes {sizes[-1]} B: {c}/{alg} at {p} ranks needs about "
                             f"{need} B per rank, more than --max-memory {max_memory} B")
     timeout = raw.get("point_timeout")
-    timeout = 120 + 20 * budget if timeout is None else float(timeout)
-    if not 0 <= timeout < float("inf"):
-        raise UsageError(f"--point-timeout must be >= 0 (0 disables) and finite, got "
-                         f"{timeout}")
+    timeout = (default_point_timeout(budget) if timeout is None
+               else check_timeout(timeout, "--point-timeout"))
     seed = raw.get("seed")
-    seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
+    seed = (random.SystemRandom().randrange(2**31) if seed is None
+            else bounded_int(seed, "--seed", 0, MAX_SEED))
     resume = raw.get("resume")
-    out = raw.get("out") or str(Path("data") / run_id)
+    out = raw.get("out")
+    out = str(Path("data") / run_id) if out is None else out
     if resume is None:
-        _check_output(Path(out))
+        _check_output(out)
     opts = Options(collectives=colls, algorithms=algos, sizes=sizes,
                    topologies=topologies, ranks=ranks, dtype=dtype, op=op, sync=sync,
-                   target_ci=float(_num(raw, "target_ci", DEFAULT_TARGET_CI)),
-                   time_budget=budget,
-                   min_reps=int(_num(raw, "min_reps", DEFAULT_MIN_REPS)),
-                   max_reps=int(_num(raw, "max_reps", DEFAULT_MAX_REPS)),
+                   target_ci=target_ci, time_budget=budget,
+                   min_reps=min_reps, max_reps=max_reps,
                    seed=seed, buffer=_choice(raw.get("buffer"), "--buffer", gpu.BUFFERS,
                                              "numpy"),
                    cuda_aware=_choice(raw.get("cuda_aware"), "--cuda-aware",
                                       ("auto", "yes", "no"), "auto"),
                    max_memory=max_memory,
                    point_timeout=timeout, out=str(resume or out), resume=resume,
-                   quick=quick, rank_request=request)
+                   quick=quick, rank_request=request,
+                   break_lock=bool(raw.get("break_lock")))
     if not plan_points(opts, layout):
         raise UsageError("nothing to measure: " + _empty_reason(opts))
     return opts
+
+
+def default_point_timeout(time_budget: float) -> float:
+    """The default --point-timeout: 120 s + 20 budgets (at most MAX_TIMEOUT)."""
+    from .parsing import MAX_TIMEOUT
+    return min(120 + 20 * float(time_budget), MAX_TIMEOUT)
 
 
 def _num(raw, key, default):
@@ -477,95 +401,8 @@ def _key(opts: Options, topo, p, nodes, collective, algorithm, nbytes) -> tuple:
 # Running
 # ---------------------------------------------------------------------------------
 
-class Watchdog:
-    """A thread that ends the process (status 3) when a point outlives its timeout.
-
-    It makes no MPI call (thread level ``single``); ``os._exit`` works while the main
-    thread is stuck inside MPI, where Python signal handlers would never run.
-    """
-
-    def __init__(self, timeout: float):
-        self.timeout = float(timeout)
-        self._cond = threading.Condition()
-        self._label = None
-        self._generation = 0
-        if self.timeout > 0:
-            threading.Thread(target=self._watch, name="collcost-watchdog",
-                             daemon=True).start()
-
-    def arm(self, label: str) -> None:
-        with self._cond:
-            self._label = label
-            self._generation += 1
-            self._cond.notify_all()
-
-    def disarm(self) -> None:
-        with self._cond:
-            self._label = None
-            self._generation += 1
-            self._cond.notify_all()
-
-    def _watch(self):
-        with self._cond:
-            while True:
-                while self._label is None:
-                    self._cond.wait()
-                gen, label = self._generation, self._label
-                deadline = time.monotonic() + self.timeout
-                while self._generation == gen:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        sys.stderr.write(f"\ncollcost: point {label} exceeded "
-                                         f"--point-timeout {self.timeout:g}s; aborting\n")
-                        sys.stderr.flush()
-                        os._exit(3)
-                    self._cond.wait(left)
-
-
-class Progress:
-    """One status line on rank 0's stderr (``\\r`` updates on a terminal, else lines)."""
-
-    def __init__(self, total: int, stream=None):
-        self.total, self.done = total, 0
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.start = time.monotonic()
-
-    def update(self, label: str) -> None:
-        self.done += 1
-        width = 24
-        fill = int(width * self.done / max(self.total, 1))
-        line = (f"[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
-                f"{label}  {time.monotonic() - self.start:5.1f}s")
-        if self.tty:
-            self.stream.write("\r" + line[:150].ljust(150))
-        else:
-            self.stream.write("collcost: " + line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _human(n: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size and n % size == 0:
-            return f"{n // size}{unit}"
-    return f"{n}B"
-
-
 def _label(topo, p, c, alg, nbytes) -> str:
     return f"{c}/{alg}/{topo}/{p}/{nbytes}B"
-
-
-def _idle_wait(comm) -> None:
-    """Barrier that sleeps while waiting (ranks outside a sub-communicator leave the
-    cores to the ranks measuring)."""
-    req = comm.Ibarrier()
-    while not req.Test():
-        time.sleep(0.0005)
 
 
 def _point_row(opts, topo, p, nodes, c, alg, nbytes, prepared, timing, correct) -> dict:
@@ -639,6 +476,17 @@ def _resume_options(args: dict, layout, meta: dict, path: str) -> Options:
     if problems:
         raise UsageError(f"--resume {path}: this launch does not match the run:\n  "
                          + "\n  ".join(problems))
+    mfile = Path(path) / "metadata.json"
+    try:  # the stored options alone first: damage there is the file's, not the user's
+        stored_raw = _stored_raw(meta)
+        stored_raw["resume"] = path
+        validate(stored_raw, layout)
+    except UsageError as exc:
+        raise UsageError(f"--resume {path}: {mfile}: the stored options are damaged: "
+                         f"{exc}") from None
+    except (TypeError, KeyError, AttributeError, ValueError) as exc:
+        raise UsageError(f"--resume {path}: {mfile}: the stored options are damaged "
+                         f"({type(exc).__name__}: {exc})") from None
     raw = _stored_raw(meta)
     for k, v in args.items():
         if v is not None and k not in ("resume", "out", "quick"):
@@ -657,6 +505,20 @@ def _resume_options(args: dict, layout, meta: dict, path: str) -> Options:
     return opts
 
 
+def _environment_differences(meta: dict) -> list:
+    """Sentences naming the MPI tuning variables on which this launch's environment
+    and the run's differ (collectives.metadata.environment_differences)."""
+    from . import metadata as md
+    compare = getattr(md, "environment_differences", None)
+    here = {"env": md.mpi_environment() if hasattr(md, "mpi_environment")
+            else dict(os.environ)}
+    if compare is not None:
+        return compare(meta, here, ("the run", "this launch"))
+    from .results import metadata_differences  # before the #14 record: whole-env compare
+    return [p for p in metadata_differences([("the run", meta), ("this launch",
+                                              {**meta, **here})]) if "tuning" in p]
+
+
 def _norm(v):
     if isinstance(v, dict):
         return {k: _norm(x) for k, x in v.items()}
@@ -667,7 +529,8 @@ def _norm(v):
 
 def _setup(argv, layout):
     """Rank 0: parse and validate. Returns ("ok", opts, stored_meta_or_None, run_id)
-    or ("exit", status, message)."""
+    or ("exit", status, message, None).  Reads, takes and writes nothing (the lock of a
+    resumed run is taken by :func:`_prepare`)."""
     from .results import RunFormatError, _read_metadata, new_run_id
     parser = build_parser()
     try:
@@ -675,20 +538,79 @@ def _setup(argv, layout):
     except SystemExit as exc:  # --help (0) or an argparse usage error (2)
         return ("exit", exc.code if isinstance(exc.code, int) else 2, None, None)
     try:
-        if args.get("resume"):
-            if args.get("out"):
+        if args.get("resume") is not None:
+            if args.get("out") is not None:
                 raise UsageError("--out and --resume exclude each other (--resume DIR "
                                  "appends to DIR)")
+            if not str(args["resume"]).strip():
+                raise UsageError("--resume is empty")
             try:
                 meta = _read_metadata(Path(args["resume"]))
             except RunFormatError as exc:
                 raise UsageError(f"--resume: {exc}") from None
-            return ("ok", _resume_options(args, layout, meta, args["resume"]), meta,
-                    meta.get("run_id"))
+            opts = _resume_options(args, layout, meta, args["resume"])
+            diffs = _environment_differences(meta)
+            if diffs:
+                raise UsageError(f"--resume {args['resume']}: the environment differs "
+                                 "from the run's (resume under the same MPI settings, or "
+                                 "start a new run): " + "; ".join(diffs))
+            return ("ok", opts, meta, meta.get("run_id"))
+        if args.get("break_lock"):
+            raise UsageError("--break-lock goes with --resume (a new run has no lock to "
+                             "break)")
         run_id = new_run_id()
         return ("ok", validate(args, layout, run_id=run_id), None, run_id)
     except UsageError as exc:
         return ("exit", 2, f"{parser.format_usage()}{PROG}: error: {exc}\n", None)
+
+
+def _prepare(argv, layout):
+    """Rank 0: :func:`_setup`, then for --resume take the run's lock and read its points
+    (a held lock, a damaged or duplicated line: status 2).  Returns (what every rank
+    gets, rank 0's open resume state or None)."""
+    from .results import RunWriter
+    setup = _setup(argv, layout)
+    if setup[0] != "ok" or setup[2] is None:
+        return setup, None
+    opts = setup[1]
+    try:
+        opened = RunWriter.open_for_resume(opts.out, option="--resume",
+                                           break_lock=opts.break_lock)
+    except UsageError as exc:
+        return ("exit", 2, f"{build_parser().format_usage()}{PROG}: error: {exc}\n",
+                None), None
+    return setup, opened
+
+
+def _early_timeout(argv) -> float:
+    """--point-timeout as every rank can read it before rank 0's checks (the deadline
+    of the setup phase); the default when absent or unreadable."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--point-timeout")
+    p.add_argument("--time-budget")
+    p.add_argument("--quick", action="store_true")
+    try:
+        args, _ = p.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+        budget = float(args.time_budget) if args.time_budget is not None else (
+            QUICK_TIME_BUDGET if args.quick else DEFAULT_TIME_BUDGET)
+        if args.point_timeout is not None:
+            return check_timeout(args.point_timeout)
+        return default_point_timeout(budget)
+    except (SystemExit, UsageError, ValueError, TypeError):
+        return default_point_timeout(DEFAULT_TIME_BUDGET)
+
+
+#: Least deadline (seconds) of the phases that are not points: setup, probe, plan, ...
+PHASE_FLOOR = {"setup": 600.0, "timing loop setup": 600.0, "plan": 600.0,
+               "final write": 600.0}
+DEFAULT_PHASE_FLOOR = 60.0
+
+
+def _phase_limit(timeout: float, name: str) -> float:
+    """Deadline of phase ``name``: the point timeout, at least the phase's floor."""
+    if timeout <= 0:
+        return 0.0
+    return max(timeout, PHASE_FLOOR.get(name, DEFAULT_PHASE_FLOOR))
 
 
 def _device_bytes(opts: Options) -> int:
@@ -707,53 +629,87 @@ def _run(argv) -> int:
     from .mpi import MPI
     from .operations import prepare
     from .topology import detect, subcommunicator
+    from .watchdog import at_abort
 
     world = MPI.COMM_WORLD
     rank = world.Get_rank()
-    layout = detect(world)
-    setup = _setup(argv, layout) if rank == 0 else None
-    setup = world.bcast(setup, root=0)
+    hooks = FaultHooks(rank, world.Get_size())
+    early = _early_timeout(argv)
+    watchdog = Watchdog(early, rank=rank)
+    phase = lambda name, limit=None: watchdog.phase(  # noqa: E731
+        name, _phase_limit(watchdog.timeout, name) if limit is None else limit)
+
+    with phase("setup"):
+        hooks.at("setup")
+        layout = detect(world)
+        setup, opened = _prepare(argv, layout) if rank == 0 else (None, None)
+        if opened is not None:
+            at_abort(opened[0].release)
+        setup = world.bcast(setup, root=0)
     if setup[0] == "exit":
         if rank == 0 and setup[2]:
             sys.stderr.write(setup[2])
             sys.stderr.flush()
         return setup[1]
     _, opts, stored, run_id = setup
-    try:  # GPU buffers: verdict, device, memory -- before anything is measured or written
-        device = gpu.prepare(world, opts.buffer, opts.cuda_aware, _device_bytes(opts))
+    watchdog.timeout = opts.point_timeout if early > 0 else 0.0
+    try:
+        with phase("GPU setup"):  # verdict, device, memory: before anything is measured
+            hooks.at("gpu")
+            device = gpu.prepare(world, opts.buffer, opts.cuda_aware, _device_bytes(opts))
     except gpu.GpuSetupError as exc:
         if rank == 0:
             sys.stderr.write(f"{PROG}: error: {exc}\n")
             sys.stderr.flush()
+            if opened is not None:
+                opened[0].release()
         return 2
     timing_opts = TimingOptions(sync=opts.sync, target_ci=opts.target_ci,
                                 time_budget=opts.time_budget, min_reps=opts.min_reps,
                                 max_reps=opts.max_reps)
     overhead = None
-    loop_record = _timing_loop_record(world, opts)
+    with phase("timing loop setup"):
+        loop_record = _timing_loop_record(world, opts)
     if stored is None:
-        # the harness's own cost (an empty call), on a short budget of its own
-        probe = TimingOptions(sync=opts.sync, time_budget=min(0.2, opts.time_budget))
-        overhead = {opts.sync: float(harness_overhead(world, probe))}
-        if loop_record["loop"] == "c":
-            loop_record["overhead_s"] = {opts.sync: float(
-                harness_overhead(world, probe, loop="c"))}
+        with phase("harness overhead probe"):
+            hooks.at("harness")
+            # the harness's own cost (an empty call), on a short budget of its own
+            probe = TimingOptions(sync=opts.sync, time_budget=min(0.2, opts.time_budget))
+            overhead = {opts.sync: float(harness_overhead(world, probe))}
+            if loop_record["loop"] == "c":
+                loop_record["overhead_s"] = {opts.sync: float(
+                    harness_overhead(world, probe, loop="c"))}
     writer, plan = None, None
-    if rank == 0:
-        writer = _open_run(argv, world, layout, opts, stored, run_id, overhead,
-                           md.gpu_record(opts.buffer, device), loop_record)
-        plan = plan_points(opts, layout, writer.completed_keys())
-        sys.stderr.write(f"collcost: {sum(len(pts) for _, pts in plan)} point(s) to "
-                         f"measure{' (resuming ' + opts.out + ')' if stored else ''}; "
-                         f"writing {opts.out}\n")
-        sys.stderr.flush()
-    plan = world.bcast(plan, root=0)
+    with phase("plan"):
+        hooks.at("plan")
+        if rank == 0:
+            try:
+                writer = _open_run(argv, world, layout, opts, stored, run_id, overhead,
+                                   md.gpu_record(opts.buffer, device), loop_record, opened)
+            except UsageError as exc:  # e.g. another job created --out meanwhile
+                plan = ("exit", f"{PROG}: error: {exc}\n")
+            else:
+                at_abort(writer.release)
+                plan = ("ok", plan_points(opts, layout, writer.completed_keys()))
+                sys.stderr.write(f"collcost: {sum(len(pts) for _, pts in plan[1])} "
+                                 "point(s) to measure"
+                                 f"{' (resuming ' + opts.out + ')' if stored else ''}; "
+                                 f"writing {opts.out}\n")
+                sys.stderr.flush()
+        plan = world.bcast(plan, root=0)
+    if plan[0] == "exit":
+        if rank == 0:
+            sys.stderr.write(plan[1])
+            sys.stderr.flush()
+        return 2
+    plan = plan[1]
     progress = Progress(sum(len(points) for _, points in plan)) if rank == 0 else None
-    watchdog = Watchdog(opts.point_timeout)
-    hooks = _TestHooks(world)
     rows = []
     for (topo, p, nodes), points in plan:
-        sub = subcommunicator(world, layout, topo, p)
+        group = f"{topo}/{p}"
+        with phase(f"split {group}"):
+            hooks.at(f"split {group}")
+            sub = subcommunicator(world, layout, topo, p)
         if sub is not None:
             for c, alg, nbytes in points:
                 label = _label(topo, p, c, alg, nbytes)
@@ -776,16 +732,30 @@ def _run(argv) -> int:
                 sub.Barrier()  # rank 0 has written the point
                 watchdog.disarm()
                 hooks.after_point()
-            sub.Free()
+            with phase(f"free {group}"):
+                sub.Free()
             gc.collect()
+            # the group's members arrive together: a short wait
+            wait_limit = _phase_limit(watchdog.timeout, "wait")
+        else:  # idle while the group measures: up to every point's timeout
+            wait_limit = (watchdog.timeout * (len(points) + 1)
+                          + _phase_limit(watchdog.timeout, "wait")) \
+                if watchdog.timeout > 0 else 0.0
+        with phase(f"wait after group {group}", wait_limit):
+            hooks.at(f"wait after group {group}")
+            _idle_wait(world)
+    with phase("final write"):
+        hooks.at("final write")
+        if rank == 0:
+            progress.close()
+            csv = writer.finish()
+            print(_summary_table(rows))
+            print(f"wrote {len(rows)} point(s) to {writer.path} ({csv.name}, "
+                  f"points.jsonl, metadata.json)")
+            sys.stdout.flush()
         _idle_wait(world)
-    if rank == 0:
-        progress.close()
-        csv = writer.finish()
-        print(_summary_table(rows))
-        print(f"wrote {len(rows)} point(s) to {writer.path} ({csv.name}, "
-              f"points.jsonl, metadata.json)")
-        sys.stdout.flush()
+    # MPI_Finalize (at exit) waits for every rank too: guarded, never disarmed
+    watchdog.arm("MPI finalize", _phase_limit(watchdog.timeout, "finalize"), what="phase")
     return 0
 
 
@@ -806,15 +776,18 @@ def _timing_loop_record(world, opts: Options) -> dict:
 
 
 def _open_run(argv, world, layout, opts: Options, stored, run_id, overhead, gpu_record,
-              loop_record=None):
-    """Rank 0: create the run directory (metadata first) or reopen it for --resume."""
+              loop_record=None, opened=None):
+    """Rank 0: create the run directory (metadata first, atomically, locked) or reopen
+    it for --resume (``opened``: what :func:`_prepare` took)."""
     from . import metadata as md
     from .harness import timer_properties
     from .results import RunWriter
     command_line = [sys.executable, "-m", "collectives.sweep"] + list(
         sys.argv[1:] if argv is None else argv)
     if stored is not None:
-        return RunWriter.resume(opts.out, command_line=command_line, seed=opts.seed)
+        env = md.mpi_environment() if hasattr(md, "mpi_environment") else None
+        return RunWriter.resume(opts.out, command_line=command_line, seed=opts.seed,
+                                env=env, opened=opened)
     meta = md.collect(world, layout, options=opts.to_metadata(),
                       command_line=command_line, seed=opts.seed,
                       timer=timer_properties(), harness_overhead_s=overhead,
@@ -823,47 +796,9 @@ def _open_run(argv, world, layout, opts: Options, stored, run_id, overhead, gpu_
     return RunWriter.create(opts.out, meta)
 
 
-class _TestHooks:
-    """The failure injections of the tests (module docstring), read once from the
-    environment; inert when the variables are unset."""
-
-    def __init__(self, world):
-        self.rank, self.size = world.Get_rank(), world.Get_size()
-        self.kill_after = os.environ.get(KILL_ENV)
-        self.fail_at = os.environ.get(FAIL_ENV)
-        self.taken = 0  # points this rank took part in
-
-    def before_point(self, label: str) -> None:
-        if self.fail_at is not None and self.rank == self.size - 1 \
-                and self.taken + 1 == int(self.fail_at):
-            raise RuntimeError(f"{FAIL_ENV}={self.fail_at}: failure injected at point "
-                               f"{label}")
-
-    def after_point(self) -> None:
-        self.taken += 1
-        if self.kill_after is not None and self.rank == min(1, self.size - 1) \
-                and self.taken >= int(self.kill_after):
-            sys.stderr.write(f"collcost: {KILL_ENV}={self.kill_after}: rank {self.rank} "
-                             "exits now\n")
-            sys.stderr.flush()
-            os._exit(9)
-
-
 def main(argv=None) -> int:
     """Entry point: run the sweep; any exception on any rank aborts the whole job."""
-    from .mpi import MPI
-    try:
-        return _run(argv)
-    except SystemExit:
-        raise
-    except BaseException as exc:  # noqa: BLE001 -- report, then take the job down
-        rank = MPI.COMM_WORLD.Get_rank()
-        # one write: a second one can be lost when the abort tears the job down
-        sys.stderr.write(traceback.format_exc() + f"collcost: rank {rank}: "
-                         f"{type(exc).__name__}: {exc}; aborting the job\n")
-        sys.stderr.flush()
-        MPI.COMM_WORLD.Abort(1)
-        return 1
+    return guarded_main(_run, argv)
 
 
 if __name__ == "__main__":

@@ -97,3 +97,16 @@ def test_check_input(tmp_path):
     with pytest.raises(UsageError, match="not a directory"):
         (tmp_path / "f").write_text("")
         check_input(tmp_path / "f", directory=True)
+
+
+def test_inside_ok_allows_new_names_in_a_run_directory(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("metadata.json", "points.jsonl", "points.csv", ".lock"):
+        (run / name).write_text("")
+        with pytest.raises(UsageError, match="input"):
+            check_output(run / name, inputs=[run], overwrite=True, inside_ok=True)
+    assert check_output(run / "constants.json", inputs=[run], inside_ok=True) \
+        == (run / "constants.json").resolve()
+    with pytest.raises(UsageError, match="is the input"):
+        check_output(run, inputs=[run], overwrite=True, inside_ok=True, directory=True)

@@ -107,7 +107,8 @@ class TestWriter:
     def test_refuses_non_empty_directory(self, tmp_path):
         (tmp_path / "r").mkdir()
         (tmp_path / "r" / "x").write_text("x")
-        with pytest.raises(FileExistsError, match="not an empty directory"):
+        from collectives.files import UsageError
+        with pytest.raises(UsageError, match="not an empty directory"):
             RunWriter.create(tmp_path / "r", meta())
 
     def test_unserializable_metadata_creates_nothing(self, tmp_path):

@@ -1,0 +1,192 @@
+"""Deadlines for every wait of an MPI job, and ending the job cleanly.
+
+:class:`Watchdog` is a thread that ends the process with status 3 when the phase or
+point it guards outlives its deadline, printing which (``collcost: point LABEL
+exceeded --point-timeout 5s (rank R)`` or ``collcost: phase 'NAME' exceeded its
+deadline of 60s (from --point-timeout) (rank R)``).  It makes no MPI call (thread level ``single``); ``os._exit`` works while
+the main thread is stuck inside MPI, where Python signal handlers would never run.
+Once one rank exits, the launcher ends the others, so one watchdog that fires ends
+the whole job: a rank that is stopped or killed can never leave the others waiting.
+
+Each command guards all its collective waits::
+
+    wd = Watchdog(timeout, rank=rank)
+    with wd.phase("harness overhead probe"):
+        ...                                   # collective calls
+    wd.arm("allreduce/native/intra/4/8B")     # a point, with the point timeout
+    ...
+    wd.disarm()
+
+:func:`at_abort` registers what must happen before the process ends on a deadline or
+an error (e.g. releasing the run directory's lock); :func:`guarded_main` runs a
+command's body, turning an exception on any rank into an abort of the whole job.
+:func:`idle_wait` is a barrier that sleeps while waiting.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+import time
+import traceback
+
+__all__ = ["Watchdog", "DeadlineExceeded", "idle_wait", "at_abort", "run_abort_handlers",
+           "guarded_main", "EXIT_TIMEOUT"]
+
+#: Exit status of a job ended by a deadline.
+EXIT_TIMEOUT = 3
+
+_abort_handlers: list = []
+_abort_lock = threading.Lock()
+
+
+def at_abort(fn) -> None:
+    """Call ``fn()`` before this process ends on a deadline or an error."""
+    with _abort_lock:
+        _abort_handlers.append(fn)
+
+
+def run_abort_handlers() -> None:
+    """Run (once) every function given to :func:`at_abort`; errors are ignored."""
+    with _abort_lock:
+        handlers = list(_abort_handlers)
+        _abort_handlers.clear()
+    for fn in reversed(handlers):
+        try:
+            fn()
+        except BaseException:  # noqa: BLE001 -- ending anyway
+            pass
+
+
+class DeadlineExceeded(RuntimeError):
+    """Raised instead of exiting when a :class:`Watchdog` is built with ``exit=False``
+    (tests); never raised in the main thread otherwise."""
+
+
+class Watchdog:
+    """End the process (status 3) when an armed point or phase outlives its deadline.
+
+    ``timeout`` (seconds) is the default deadline of :meth:`arm` and :meth:`phase`;
+    0 disables the watchdog.  ``option`` names where the timeout comes from in the
+    message of a point (``--point-timeout``).
+    """
+
+    def __init__(self, timeout: float, *, rank: int | None = None,
+                 option: str = "--point-timeout", stream=None, exit_status=EXIT_TIMEOUT):
+        self.timeout = float(timeout)
+        self.rank = rank
+        self.option = option
+        self.stream = stream
+        self.exit_status = exit_status
+        self._cond = threading.Condition()
+        self._armed = None  # (what, label, limit, deadline)
+        self._generation = 0
+        self._thread = None
+        self.fired = None
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._watch, name="collcost-watchdog",
+                                            daemon=True)
+            self._thread.start()
+
+    def arm(self, label: str, timeout: float | None = None, what: str = "point") -> None:
+        """Guard ``label`` for ``timeout`` seconds (default: the watchdog's; 0 or a
+        disabled watchdog: unguarded) from now."""
+        limit = self.timeout if timeout is None else float(timeout)
+        if self.timeout <= 0 or not limit > 0:
+            self.disarm()
+            return
+        limit = min(limit, 1e9)
+        with self._cond:
+            self._armed = (what, label, limit, time.monotonic() + limit)
+            self._generation += 1
+            self._ensure_thread()
+            self._cond.notify_all()
+
+    def disarm(self) -> None:
+        with self._cond:
+            self._armed = None
+            self._generation += 1
+            self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def phase(self, name: str, timeout: float | None = None):
+        """Guard the body as phase ``name``; the previous guard is restored after it."""
+        with self._cond:
+            saved = self._armed
+        self.arm(name, timeout, what="phase")
+        try:
+            yield
+        finally:
+            if saved is not None:
+                what, label, limit, _ = saved
+                self.arm(label, limit, what)
+            else:
+                self.disarm()
+
+    def message(self, what, label, limit) -> str:
+        who = "" if self.rank is None else f" (rank {self.rank})"
+        if what == "point":
+            return (f"\ncollcost: point {label} exceeded {self.option} "
+                    f"{limit:g}s{who}; aborting\n")
+        return (f"\ncollcost: {what} '{label}' exceeded its deadline of {limit:g}s "
+                f"(from {self.option}){who}: a rank is stopped, dead or starved; "
+                "aborting\n")
+
+    def _watch(self):
+        with self._cond:
+            while True:
+                while self._armed is None:
+                    self._cond.wait()
+                gen = self._generation
+                what, label, limit, deadline = self._armed
+                while self._generation == gen:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        self._fire(what, label, limit)
+                        return
+                    self._cond.wait(min(left, 3600.0))
+
+    def _fire(self, what, label, limit):
+        self.fired = (what, label)
+        stream = self.stream or sys.stderr
+        try:
+            stream.write(self.message(what, label, limit))
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+        if self.exit_status is None:  # tests: report only
+            return
+        run_abort_handlers()
+        os._exit(self.exit_status)
+
+
+def idle_wait(comm, poll: float = 0.0005) -> None:
+    """Barrier on ``comm`` that sleeps while waiting (ranks outside a sub-communicator
+    leave the cores to the ranks measuring)."""
+    req = comm.Ibarrier()
+    while not req.Test():
+        time.sleep(poll)
+
+
+def guarded_main(body, argv=None) -> int:
+    """Run ``body(argv)`` and return its status; an exception on any rank prints its
+    traceback and the rank, runs the :func:`at_abort` handlers and aborts the whole
+    job (``MPI_Abort``, status 1)."""
+    from .mpi import MPI
+    try:
+        return body(argv)
+    except SystemExit:
+        run_abort_handlers()
+        raise
+    except BaseException as exc:  # noqa: BLE001 -- report, then take the job down
+        rank = MPI.COMM_WORLD.Get_rank()
+        # one write: a second one can be lost when the abort tears the job down
+        sys.stderr.write(traceback.format_exc() + f"collcost: rank {rank}: "
+                         f"{type(exc).__name__}: {exc}; aborting the job\n")
+        sys.stderr.flush()
+        run_abort_handlers()
+        MPI.COMM_WORLD.Abort(1)
+        return 1
