@@ -781,11 +781,71 @@ def prepare(comm, buffer: str = "numpy", cuda_aware: str = "auto",
 
 
 # ----------------------------------------------------------------------------------
-# python -m collectives.gpu: print the verdict (and the device) as JSON
+# python -m collectives.gpu: print the verdict and each rank's device
 # ----------------------------------------------------------------------------------
 
+def _rank_ranges(ranks) -> str:
+    """[0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8'."""
+    ranks = sorted(ranks)
+    parts, start = [], None
+    for i, r in enumerate(ranks):
+        if start is None:
+            start = r
+        if i + 1 == len(ranks) or ranks[i + 1] != r + 1:
+            parts.append(f"{start}" if start == r else f"{start}-{r}")
+            start = None
+    return ", ".join(parts)
+
+
+def _device_text(rec: dict) -> str:
+    """One rank's device as a sentence (no GPU, or which GPU with its versions)."""
+    if not rec.get("gpu_used"):
+        return "no GPU used (host buffers)"
+    dev = rec.get("device") or {}
+    where = f"GPU {dev.get('device')} of {dev.get('device_count')}"
+    if (dev.get("ranks_per_device") or 1) > 1:
+        where += f" (shared by {dev['ranks_per_device']} ranks)"
+    memory = rec.get("memory_bytes")
+    parts = [rec.get("model") or "unknown model",
+             f"compute capability {rec.get('compute_capability')}",
+             f"{memory / 2**30:.1f} GiB" if memory else None]
+    versions = [f"CUDA driver {rec.get('driver_version')}",
+                f"runtime {rec.get('runtime_version')}", f"CuPy {rec.get('cupy_version')}"]
+    return (f"{where}: " + ", ".join(p for p in parts if p) + "; " + ", ".join(versions)
+            + ("; MPI sees host copies (staged)" if rec.get("staged") else ""))
+
+
+def format_report(records, width: int = 100) -> str:
+    """The human report of :func:`main`: the verdict, then one line per group of ranks
+    with the same device description (rank ranges), wrapped to ``width`` columns."""
+    import textwrap
+    lines = []
+    verdicts = {}
+    groups = {}
+    for rank, rec in enumerate(records):
+        aware = rec.get("cuda_aware") or {}
+        if aware:
+            key = (aware.get("aware"), aware.get("source"), aware.get("reason"))
+            verdicts.setdefault(key, []).append(rank)
+        text = "not usable (the error is on stderr)" if rec.get("error") \
+            else _device_text(rec)
+        groups.setdefault(text, []).append(rank)
+    one = len(verdicts) == 1
+    for (aware, source, reason), ranks in verdicts.items():
+        head = "CUDA-aware MPI" + ("" if one else f" (ranks {_rank_ranges(ranks)})")
+        lines += textwrap.wrap(f"{head}: {'yes' if aware else 'no'} -- {reason} "
+                               f"(decided by {source})", width, subsequent_indent="    ")
+    buffer = records[0].get("buffer") if records else None
+    lines.append(f"buffer {buffer}: {len(records)} rank(s)")
+    for text, ranks in groups.items():
+        label = f"rank {ranks[0]}" if len(ranks) == 1 else \
+            f"ranks {_rank_ranges(ranks)} ({len(ranks)})"
+        lines += textwrap.wrap(f"{label}: {text}", width, subsequent_indent="    ")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
-    """Print each rank's CUDA-awareness verdict and, for device buffers, its GPU."""
+    """Print the CUDA-awareness verdict and, for device buffers, each rank's GPU."""
     import argparse
     import json
     import sys
@@ -799,6 +859,10 @@ def main(argv=None) -> int:
     add_arguments(parser)
     parser.add_argument("--bytes", type=int, default=0, metavar="N",
                         help="also check that N bytes per rank fit on the GPU (default 0)")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="text: the verdict and one line per group of ranks with the "
+                             "same device (default); json: one JSON record per rank "
+                             "(all evidence gathered), one per line")
     args = parser.parse_args(argv)
     from .mpi import MPI
     comm = MPI.COMM_WORLD
@@ -811,8 +875,11 @@ def main(argv=None) -> int:
         record, status = {"buffer": args.buffer, "error": str(exc)}, 2
     records = comm.gather(record, root=0)
     if comm.Get_rank() == 0:
-        for rank, rec in enumerate(records):
-            print(json.dumps({"rank": rank, **rec}, sort_keys=True))
+        if args.format == "json":
+            for rank, rec in enumerate(records):
+                print(json.dumps({"rank": rank, **rec}, sort_keys=True))
+        else:
+            print(format_report(records))
         if status:
             print(f"error: {record['error']}", file=sys.stderr)
     return status

