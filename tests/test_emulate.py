@@ -154,6 +154,51 @@ class TestClusterArguments:
             a.mpiexec_command([])
 
 
+class TestHeterogeneousLayout:
+    def test_rates_and_switches(self):
+        c = EmulatedCluster(4, 1, "40mbit", host_rates={1: "20mbit"},
+                            link_rates={(2, 0): "10mbit"}, switches=2, trunk_rate="30mbit")
+        assert c.switch_of == [0, 0, 1, 1] and c.switches == 2
+        assert c.host_bps == [40e6, 20e6, 40e6, 40e6] and c.link_bps == {(0, 2): 10e6}
+        assert c.link_rate(0, 2) == c.link_rate(2, 0) == 10e6  # the pair's own rate
+        assert c.link_rate(0, 1) == 20e6  # host 1's rate
+        assert c.link_rate(0, 3) == 30e6  # across the trunk
+        assert c.link_rate(2, 3) == 40e6
+        text = c.describe()
+        assert "2 switch(es)" in text and "link 0-2: 10 Mbit/s" in text
+        assert EmulatedCluster(5, switches=[1, 0, 1, 0, 0]).switch_of == [1, 0, 1, 0, 0]
+        assert EmulatedCluster(2).switches == 1 and EmulatedCluster(2).trunk_bps is None
+
+    @pytest.mark.parametrize("kw, word", [
+        ({"switches": 5}, "switches: expected 1..4"),
+        ({"switches": [0, 2, 2, 0]}, "must use every switch"),
+        ({"switches": [0, 1]}, "expected 4 switch indices"),
+        ({"trunk_rate": "1mbit"}, "trunk_rate: only meaningful"),
+        ({"host_rates": {7: "1mbit"}}, "host: 7 is not one of"),
+        ({"host_rates": {0: "fast"}}, "rate: cannot parse"),
+        ({"link_rates": {(1, 1): "1mbit"}}, "joins a host to itself"),
+        ({"link_rates": {1: "1mbit"}}, "keys are"),
+    ])
+    def test_rejects(self, kw, word):
+        with pytest.raises(ValueError, match=word.replace("(", r"\(")):
+            EmulatedCluster(4, **kw)
+
+    def test_command_line(self):
+        p = cli("--dry-run", "--hosts", "4", "--rate", "40mbit", "--host-rate", "1=20mbit",
+                "--link-rate", "0-2=10mbit", "--switches", "0,0,1,1", "--trunk-rate",
+                "20mbit", "--", "python", "x.py")
+        assert p.returncode == 0, p.stderr
+        assert "host 1" in p.stderr and "20 Mbit/s" in p.stderr
+        assert "link 0-2: 10 Mbit/s" in p.stderr and "2 switch(es)" in p.stderr
+        for args, word in ((["--host-rate", "x=1mbit"], "--host-rate: host 'x'"),
+                           (["--link-rate", "0=1mbit"], "--link-rate: expected A-B=RATE"),
+                           (["--link-rate", "0-1=slow"], "--link-rate: rate: cannot parse"),
+                           (["--switches", "a,b"], "--switches: expected K"),
+                           (["--switches", "9"], "switches: expected 1..4")):
+            p = cli("--dry-run", "--hosts", "4", *args, "--", "true")
+            assert p.returncode == 2 and word in p.stderr, (args, p.stderr)
+
+
 class TestCommandLine:
     @pytest.mark.parametrize("args, word", [(["--hosts", "2"], "no command"),
                                             (["--rate", "fast", "--", "true"], "rate"),
@@ -169,7 +214,8 @@ class TestCommandLine:
         p = cli("--help")
         assert p.returncode == 0
         for opt in ("--hosts", "--ranks-per-host", "--rate", "--burst", "--timeout", "--env",
-                    "--keep", "--teardown", "--dry-run"):
+                    "--keep", "--teardown", "--dry-run", "--host-rate", "--link-rate",
+                    "--switches", "--trunk-rate"):
             assert opt in p.stdout
 
     def test_dry_run(self):

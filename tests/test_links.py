@@ -181,3 +181,42 @@ def test_failure_on_one_rank_aborts(tmp_path):
     assert p.returncode not in (0, 124), p.stderr[-2000:]
     assert "failure injected" in p.stderr
     assert len(rows(run)) >= 1  # the first step's point was kept
+
+
+def test_group_mode_on_one_host(tmp_path):
+    run = tmp_path / "run"
+    p = launch(4, ["--mode", "group", "--groups-per-node", "2", "--sizes", "8,1M",
+                   "--out", run] + TINY)
+    assert p.returncode == 0, p.stderr[-3000:]
+    meta = json.loads((run / "metadata.json").read_text())
+    assert [(e["rank"], e["group"]) for e in meta["links"]["endpoints"]] == [(0, 0), (2, 1)]
+    got = rows(run)
+    assert [(r["src_rank"], r["dst_rank"], r["bytes"]) for r in got] == \
+        [(0, 2, 8), (0, 2, 1 << 20)]
+
+
+def test_summary_at_1024_endpoints_is_bounded():
+    import time
+
+    import numpy as np
+
+    from collectives import linkplan as lp
+    n, sizes = 1024, [8, 1 << 20]
+    ends = lp.endpoints(layout_from_hosts([f"node{i:04d}" for i in range(n)]))
+    plan = lp.Plan(n, sizes)
+    ledger = lp.Ledger(n, sizes)
+    rng = np.random.default_rng(1)
+    iu = np.triu_indices(n, 1)
+    ledger.done[iu] = True
+    ledger.median[iu[0], iu[1], 0] = 2e-6 * (1 + 0.05 * rng.random(iu[0].size))
+    ledger.median[iu[0], iu[1], 1] = 1e-4 * (1 + 0.05 * rng.random(iu[0].size))
+    slow = (iu[0] == 7) | (iu[1] == 7)
+    ledger.median[iu[0][slow], iu[1][slow], 1] *= 2  # node 7 at half bandwidth
+    start = time.perf_counter()
+    text = links.summary(ledger, plan, ends)
+    took = time.perf_counter() - start
+    lines = text.splitlines()
+    assert len(lines) < 20 and took < 30
+    assert "523776" in text  # every link counted
+    at = next(i for i, line in enumerate(lines) if line.startswith("per endpoint"))
+    assert "node0007" in lines[at + 1], text  # the slowest endpoint is listed first
