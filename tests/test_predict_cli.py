@@ -1,6 +1,7 @@
 """``python -m fits.predict``: formats, plots, help, and exit status 2 on bad input."""
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -100,7 +101,7 @@ class TestRubric:
         assert list(t.p) == [1, 2, 4, 8, 16]
         assert "# largest_efficient_p: 2" in text  # p <= 3.2
         code, text, _ = run(["rubric", str(rubric_csv)], capsys)
-        assert "verdict: scales to p=8" in text
+        assert re.search(r"^verdict +scales to p=8", text, re.M)
 
     @pytest.mark.parametrize("content,msg", [
         ("p,time\n1,10\n", "missing column(s) seconds"),
@@ -221,3 +222,30 @@ def test_exit_status_2_as_a_program():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "unknown allreduce algorithm 'nope'" in r.stderr
     assert r.stdout == ""
+
+
+class TestHumanOutput:
+    """Table format: fits 100 columns, summaries as aligned lines, counts as integers."""
+
+    def check(self, text):
+        long = [line for line in text.splitlines() if len(line.rstrip()) > 100]
+        assert not long, long
+        assert "{" not in text and "[\"" not in text
+
+    def test_laws(self, capsys):
+        code, text, _ = run(["laws", "--serial", "0.05,0.1", "--workers", "1-8:x2"], capsys)
+        assert code == 0
+        self.check(text)
+        assert re.search(r"^s=0.05:$", text, re.M)
+        assert re.search(r"^  strong_optimal_workers +66$", text, re.M)  # not 66.0
+        assert re.search(r"^  amdahl_ceiling +20$", text, re.M)
+
+    def test_step_says_what_priced_it(self, constants_file, capsys):
+        code, text, _ = run(["step", "--constants", str(constants_file), "--grad-bytes",
+                             "1e8", "--compute-s", "0.5", "--workers", "1-64:x2"], capsys)
+        assert code == 0
+        self.check(text)
+        assert re.search(r"^gradient_bytes +100000000$", text, re.M)
+        assert re.search(r"^pricing +library$", text, re.M)
+        assert "priced_by:" in text and "@headline" in text
+        assert re.search(r"^  \[\d\] .*inter_allreduce=", text, re.M)  # legend of labels

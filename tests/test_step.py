@@ -240,7 +240,7 @@ class TestStepTable:
             assert row.efficiency == pytest.approx(2.1 / T / k)
             assert row.serial_fraction == pytest.approx(c / (comp + c))
             assert row.cost_per_step == pytest.approx(k * T)  # worker-seconds
-        assert labels[0] == "none" and labels[1] == "intra_allreduce=ring"
+        assert labels[0] == "none" and labels[1] == "intra_allreduce=ring@headline"
 
     def test_weak_by_hand(self):
         K = [1, 4, 16]
@@ -325,3 +325,81 @@ class TestRecommend:
         rec = step.recommend(t, steps=100, deadline_s=30)
         assert rec["fastest_job_s"] == pytest.approx(100 / 4 * 1.1)
         assert rec["cheapest_workers"] == 4  # K=1 needs 100 s > 30 s
+
+
+# ---------------------------------------------------------------- pricing
+
+def joint_entry(alpha, beta, gamma=0.0, step_s=5e-6, call_s=2e-6):
+    """A one-regime joint-constants entry (fits.joint), network α, β, γ."""
+    def c(v):
+        return {"value": v, "ci": [v, v], "status": "identified"}
+    return {"regimes": [{"min_bytes": 0, "max_bytes": None, "alpha": c(alpha),
+                         "beta": c(beta)}],
+            "gamma_segments": [{"min_bytes": 0, "max_bytes": None, "gamma": c(gamma)}],
+            "software": {"python": {"step_s": c(step_s), "call_s": c(call_s)}}}
+
+
+class TestPricing:
+    """The step model prices the library's collective / the network, not our Python."""
+
+    def consts(self, *, joint=False, native=None):
+        c = fx.two_level(q=4, nodes=8, intra_algorithms={
+            "allreduce": {"ring": fx.registry_entry(9e-5, 9e-9, None)}})  # slow Python
+        fx.add_headline(c, "intra", latency=5e-7, bandwidth=2e10)
+        fx.add_headline(c, "inter", latency=8e-6, bandwidth=2.5e9)
+        if joint:
+            c["topologies"]["intra"]["joint"] = joint_entry(6e-7, 4e-11, 1e-11)
+            c["topologies"]["inter"]["joint"] = joint_entry(9e-6, 3.5e-10, 1e-11)
+        if native:
+            c["topologies"]["inter"]["algorithms"]["allreduce"] = {
+                "native": {"identified": native}}
+        return c
+
+    def test_default_is_the_network_not_our_python(self):
+        c = self.consts()
+        n = 2 ** 22
+        t, labels = step.allreduce_times(c, [4], n, ranks_per_node=4, pricing="library")
+        want = min(pred("allreduce", a, 4, n, 5e-7, 1 / 2e10, 2e-11)
+                   for a in costs.algorithms("allreduce", native=False))
+        assert t[0] == pytest.approx(want)
+        assert labels[0].endswith("@headline")
+        t, labels = step.allreduce_times(c, [4], n, ranks_per_node=4, pricing="fitted",
+                                         algorithm="ring")
+        assert t[0] == pytest.approx(pred("allreduce", "ring", 4, n, 9e-5, 9e-9))
+        assert labels[0] == "intra_allreduce=ring@fitted"
+
+    def test_joint_constants_without_software_cost(self):
+        from fits import joint as joint_fit
+        c = self.consts(joint=True)
+        n = 2 ** 20
+        t, labels = step.allreduce_times(c, [2, 4], n, ranks_per_node=4,
+                                         algorithm="ring", pricing="topology")
+        for i, p in enumerate((2, 4)):
+            want = joint_fit.predict(c["topologies"]["intra"]["joint"], "allreduce", "ring",
+                                     p, n, implementation=None)
+            assert t[i] == pytest.approx(float(want))
+            assert labels[i] == "intra_allreduce=ring@joint"
+
+    def test_native_model_extrapolates_in_p(self):
+        from fits import native
+        model = {"segments": [{"algorithm": "recursive_doubling", "call_s": 3e-6}],
+                 "breakpoints": []}
+        c = self.consts(joint=True, native=model)
+        n = 2 ** 20
+        # 64 workers = 16 nodes of 4: the inter stage is the library's all-reduce at
+        # N = 16 (never measured), n/q bytes, β × q (the NIC is shared by q ranks)
+        b = hierarchy.allreduce_breakdown(c, 16, 4, n, pricing="library")
+        assert b["inter_allreduce_algorithm"] == "recursive_doubling@native"
+        j = dict(c["topologies"]["inter"]["joint"])
+        j = {**j, "regimes": [{**r, "beta": {**r["beta"], "value": r["beta"]["value"] * 4}}
+                              for r in j["regimes"]]}
+        want = native.predict(model, j, "allreduce", 16, n / 4)
+        assert float(b["inter_allreduce"]) == pytest.approx(float(want))
+        assert str(b["intra_reduce_scatter_algorithm"]).endswith("@joint")
+        # an explicit algorithm is priced with the topology constants, not the library's
+        b = hierarchy.allreduce_breakdown(c, 16, 4, n, "ring", pricing="library")
+        assert b["inter_allreduce_algorithm"] == "ring@joint"
+
+    def test_unknown_pricing(self):
+        with pytest.raises(ValueError, match="pricing must be one of"):
+            hierarchy.allreduce_breakdown(self.consts(), 2, 4, 100, pricing="guess")

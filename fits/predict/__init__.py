@@ -20,12 +20,13 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import exports, rubric, scaling, step
+from . import exports, pricing, rubric, scaling, step
 
 __all__ = ["main", "COMMANDS", "parse_workers", "parse_floats"]
 
@@ -167,6 +168,57 @@ def _jsonable(v):
     return v
 
 
+#: Widest line of the human-readable output.
+WIDTH = 100
+
+
+def _human(v) -> str:
+    """One value for people: integral numbers as integers, others to 4 digits."""
+    if v is None:
+        return "-"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if math.isnan(v):
+            return "-"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return ", ".join(_human(x) for x in v)
+    return str(v)
+
+
+def _summary_lines(summary: dict, indent: str = "") -> list:
+    """Aligned ``key  value`` lines; a nested dict becomes a titled, indented block and
+    a list of sentences one line each."""
+    lines = []
+    flat = [k for k, v in summary.items() if not isinstance(v, dict)]
+    width = min(max((len(str(k)) for k in flat), default=0), 34)
+    for k, v in summary.items():
+        if isinstance(v, dict):
+            lines.append(f"{indent}{k}:")
+            lines.extend(_summary_lines(v, indent + "  "))
+        elif isinstance(v, (list, tuple)) and v and all(isinstance(x, str) for x in v) \
+                and sum(len(x) for x in v) > WIDTH - width - 2 - len(indent):
+            lines.append(f"{indent}{k}:")
+            for x in v:
+                lines.extend(textwrap.wrap(x, WIDTH, initial_indent=f"{indent}  - ",
+                                           subsequent_indent=f"{indent}    ",
+                                           break_on_hyphens=False))
+        else:
+            head = f"{indent}{str(k):<{width}}  "
+            lines.extend(textwrap.wrap(_human(v), WIDTH, initial_indent=head,
+                                       subsequent_indent=" " * len(head),
+                                       break_on_hyphens=False) or [head.rstrip()])
+    return lines
+
+
 def emit(table: pd.DataFrame, summary: dict, fmt: str, out=None) -> None:
     """Print one table and its summary in ``fmt`` (table, csv or json)."""
     out = out or sys.stdout
@@ -180,14 +232,28 @@ def emit(table: pd.DataFrame, summary: dict, fmt: str, out=None) -> None:
         for k, v in summary.items():
             out.write(f"# {k}: {json.dumps(_jsonable(v))}\n")
         return
-    with pd.option_context("display.max_columns", None, "display.width", 200):
-        out.write(table.to_string(index=False, float_format=lambda x: f"{x:.4g}") + "\n\n")
-    for k, v in summary.items():
-        if isinstance(v, (dict, list)):
-            v = json.dumps(_jsonable(v))
-        elif isinstance(v, float):
-            v = f"{v:.6g}"
-        out.write(f"{k}: {v}\n")
+    shown, legend = table, {}
+    for col in table.columns:  # long text columns: a key per value and a legend below
+        if not (pd.api.types.is_object_dtype(table[col])
+                or pd.api.types.is_string_dtype(table[col])):
+            continue
+        if table[col].astype(str).str.len().max() > 24:
+            keys = {}
+            for v in table[col].astype(str):
+                keys.setdefault(v, f"[{len(keys) + 1}]")
+            shown = shown.assign(**{col: table[col].astype(str).map(keys)})
+            legend[col] = keys
+    text = shown.to_string(index=False, line_width=WIDTH,
+                           float_format=lambda x: _human(x))
+    out.write(text + "\n")
+    for col, keys in legend.items():
+        out.write(f"{col}:\n")
+        for v, key in keys.items():
+            out.write("\n".join(textwrap.wrap(v.replace(",", ", "), WIDTH,
+                                               initial_indent=f"  {key} ",
+                                               subsequent_indent=" " * (len(key) + 3)))
+                      + "\n")
+    out.write("\n" + "\n".join(_summary_lines(summary)) + "\n")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -328,8 +394,10 @@ def load_constants(path: Path) -> dict:
 def _step_args(p):
     """Models one training step on K workers: compute time (T_c/K in strong scaling,
     T_c in weak), the gradient all-reduce (intra-node constants inside a node, the
-    two-level hierarchical all-reduce once K spans nodes; the chosen algorithm's
-    registry formula or the fastest fitted one at that size), the part of it not
+    two-level hierarchical all-reduce once K spans nodes; by default each stage is the
+    MPI library's own collective where the fitter identified it, else the fastest
+    registry algorithm priced with the topology's network constants: --pricing; the
+    summary says which model priced what), the part of it not
     overlapped with compute, and serial time.  Per K: step time, communication time,
     serial fraction s(K) = T_comm/(T_comp + T_comm), speedup, efficiency, Amdahl
     ceiling 1/s(K), cost per step and per unit of work.  Recommends the fastest K, the
@@ -369,7 +437,16 @@ def _step_args(p):
                         "with explicit α, β: all workers in one flat network)")
     g.add_argument("--algorithm", metavar="NAME",
                    help="all-reduce algorithm (registry name, e.g. ring, rabenseifner; "
-                        "used by every stage that has it); default: fastest fitted")
+                        "used by every stage that has it, priced with the topology "
+                        "constants); default: the MPI library's own collective where the "
+                        "fitter identified it, else the fastest registry algorithm")
+    g.add_argument("--pricing", choices=pricing.PRICINGS, default=pricing.DEFAULT,
+                   help="what prices each stage: library (default: the MPI library's "
+                        "identified collective, else the topology constants), topology "
+                        "(registry formulas with the topology's network constants) or "
+                        "fitted (constants of collcost's own Python algorithms, which "
+                        "include their per-step software cost: for comparing with "
+                        "collcost's measurements, not for planning)")
     c = p.add_argument_group("cost and recommendations")
     c.add_argument("--rate", type=_nonneg, metavar="PER_WORKER_HOUR",
                    help="price per worker-hour (without it costs are worker-seconds)")
@@ -402,7 +479,7 @@ def _step(args):
                                  dtype_size=args.dtype_size)
     K = np.asarray(args.workers)
     comm, labels = step.allreduce_times(consts, K, nbytes, ranks_per_node=q,
-                                        algorithm=args.algorithm)
+                                        algorithm=args.algorithm, pricing=args.pricing)
     table = step.step_table(comm, K, compute_s=args.compute_s, serial_s=args.serial_s,
                             overlap=args.overlap, mode=args.mode,
                             rate_per_worker_hour=args.rate)
@@ -410,6 +487,7 @@ def _step(args):
     rec = step.recommend(table, threshold=args.threshold, deadline_s=args.deadline,
                          steps=args.steps)
     summary = {"mode": args.mode, "gradient_bytes": nbytes, "ranks_per_node": q,
+               "pricing": args.pricing,
                "cost_unit": "currency" if args.rate is not None else "worker-seconds",
                **rec}
     ceilings = None
@@ -424,6 +502,10 @@ def _step(args):
                 "fitted serial fraction outside [0, 1]: "
                 + ("more workers slow the step down" if s_fit > 1 else "super-linear speedup")
                 + "; Amdahl's law does not describe this curve")
+
+    used = sorted({part.split("=", 1)[1] for lab in labels for part in str(lab).split(",")
+                   if "=" in part})
+    summary["priced_by"] = [pricing.describe_label(u) for u in used]
 
     def plots(d, plt_mod):
         Kf = table["workers"].to_numpy()

@@ -214,7 +214,12 @@ def _stage_algorithm(algorithm, collective: str):
     return algorithm if algorithm in costs.algorithms(collective) else None
 
 
-def _stage_time(lvl, collective, algorithm, p, n, share=1):
+def _stage_time(lvl, collective, algorithm, p, n, share=1, *, pricing="fitted",
+                constants=None, name=None):
+    if pricing != "fitted":
+        from . import pricing as pricing_mod
+        return pricing_mod.stage_time(constants, name, collective, algorithm, p, n,
+                                      share=share, pricing=pricing)
     if algorithm is None:
         return fastest(lvl, collective, p, n, share=share)
     t = collective_time(lvl, collective, algorithm, p, n, share=share)
@@ -229,7 +234,7 @@ def _check_counts(name, value):
 
 
 def allreduce_breakdown(constants: Mapping, nodes, ranks_per_node, nbytes,
-                        algorithm=None) -> dict:
+                        algorithm=None, *, pricing: str = "fitted") -> dict:
     """Per-stage seconds and algorithm names of the (hierarchical) all-reduce.
 
     Returns a dict with, for each stage of :data:`STAGES`, ``stage`` -> seconds (0 where
@@ -242,6 +247,13 @@ def allreduce_breakdown(constants: Mapping, nodes, ranks_per_node, nbytes,
     inter-node, fastest reduce-scatter and allgather); a mapping
     ``{"reduce_scatter": .., "allreduce": .., "allgather": ..}`` sets stages one by one
     (missing keys: fastest).
+
+    ``pricing`` (:mod:`fits.predict.pricing`): ``"fitted"`` (default here) prices each
+    stage with the level's fitted entries as described above; ``"library"`` with the
+    MPI library's identified collective where there is one, else the topology constants;
+    ``"topology"`` with the topology constants and the registry formulas.  With those
+    two the ``*_algorithm`` entries are labels such as ``ring@joint`` saying what priced
+    the stage.
     """
     N = _check_counts("nodes", nodes)
     q = _check_counts("ranks_per_node", ranks_per_node)
@@ -265,10 +277,12 @@ def allreduce_breakdown(constants: Mapping, nodes, ranks_per_node, nbytes,
             continue
         lvl = level(constants, topo)
         alg = _stage_algorithm(algorithm, collective)
+        how = {"pricing": pricing, "constants": constants, "name": topo}
         if stage == "inter_allreduce":
-            t, names = _stage_time(lvl, collective, alg, N[m], n[m] / q[m], share=q[m])
+            t, names = _stage_time(lvl, collective, alg, N[m], n[m] / q[m], share=q[m],
+                                   **how)
         else:
-            t, names = _stage_time(lvl, collective, alg, q[m], n[m])
+            t, names = _stage_time(lvl, collective, alg, q[m], n[m], **how)
         out[stage][m] = t
         out[stage + "_algorithm"][m] = names
     out["total"] = sum(out[stage] for stage, _, _ in STAGES)

@@ -63,21 +63,24 @@ def gradient_bytes(*, grad_bytes=None, params=None, dtype_size: float = 4) -> fl
 
 
 def allreduce_times(constants: Mapping, workers, nbytes: float, *,
-                    ranks_per_node: int, algorithm=None):
+                    ranks_per_node: int, algorithm=None, pricing: str = "library"):
     """``(seconds, algorithm label)`` of the gradient all-reduce for each worker count.
 
     ``K`` workers occupy ``ceil(K / ranks_per_node)`` nodes of ``min(K, ranks_per_node)``
     ranks (a partly filled last node is modelled as full: the slowest node sets the
-    time).  The label names the algorithm of each stage that runs.
+    time).  The label names the algorithm of each stage that runs (and, unless
+    ``pricing`` is ``"fitted"``, what priced it: :mod:`fits.predict.pricing`).
     """
     K = scaling.check_workers(workers)
     q = scaling.check_workers(ranks_per_node, "ranks per node")
     nodes = np.ceil(K / q)
     rpn = np.minimum(K, q)
-    b = hierarchy.allreduce_breakdown(constants, nodes, rpn, nbytes, algorithm)
+    b = hierarchy.allreduce_breakdown(constants, nodes, rpn, nbytes, algorithm,
+                                      pricing=pricing)
     labels = []
     for i in range(K.size):
-        used = [f"{stage}={b[stage + '_algorithm'].flat[i]}"
+        tag = "@fitted" if pricing == "fitted" else ""
+        used = [f"{stage}={b[stage + '_algorithm'].flat[i]}{tag}"
                 for stage, _, _ in hierarchy.STAGES if b[stage + "_algorithm"].flat[i]]
         labels.append(",".join(used) or "none")
     return b["total"], np.asarray(labels, dtype=object)
