@@ -58,6 +58,7 @@ from datetime import datetime
 
 from .costs import AUXILIARY, COLLECTIVES, busbw_factor
 from .files import UsageError
+from .progress import human_bytes
 from .stats import relative_halfwidth
 
 __all__ = ["FORMATS", "format_table", "format_osu", "nccl_documents", "format_nccl",
@@ -88,13 +89,9 @@ NCCL_JSON_VERSION = 3
 # Small helpers
 # ---------------------------------------------------------------------------------
 
-def human_size(n: int) -> str:
-    """``8388608`` -> ``'8MiB'``; sizes that are not whole KiB/MiB/GiB stay in bytes."""
-    n = int(n)
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size and n % size == 0:
-            return f"{n // size}{unit}"
-    return f"{n}B"
+def human_size(n) -> str:
+    """``8388608`` -> ``'8MiB'`` (:func:`collectives.progress.human_bytes`)."""
+    return human_bytes(int(n))
 
 
 def _num(x):
@@ -196,10 +193,11 @@ def _int(x):
 
 
 def _legend(wide: bool) -> str:
-    text = ("median(us): median over repetitions of the slowest rank's time, in "
-            "microseconds; ci95(%): half-width of its 95% confidence interval (wider "
-            "side); busbw(GB/s): bus bandwidth, bytes / median x the nccl-tests factor, "
-            "GB = 1e9 bytes; size: bytes as in the sweep's --help (size convention)")
+    text = ("units: time in microseconds (us), bandwidth in GB/s = 1e9 bytes/s. "
+            "median(us): median over repetitions of the slowest rank's time; ci95(%): "
+            "half-width of its 95% confidence interval (wider side); busbw(GB/s): bytes / "
+            "median x the nccl-tests bus factor; size: bytes as in the sweep's --help "
+            "(size convention)")
     if wide:
         text += ("; algbw = bytes / median; mean, min, p99 over repetitions; reps: "
                  "repetitions timed; stop: rule that ended the point (ci, budget, max)")
@@ -271,14 +269,18 @@ def format_osu(rows, *, wide: bool = False, notes: list | None = None) -> str:
         out = ["", f"# OSU MPI {OSU_NAMES[c]}",
                f"# collcost: {c}, algorithm {alg}, topology {topo}, {p} ranks"
                + (f" on {nodes} node(s)" if nodes is not None else "")
-               + (f", launch {launch}" if launch else "")
-               + f", op {first.get('op', 'sum')}, buffer {first.get('buffer', 'numpy')}",
+               + (f", launch {launch}" if launch else ""),
+               f"# collcost: op {first.get('op', 'sum')}, buffer "
+               f"{first.get('buffer', 'numpy')}",
                "# collcost: Avg Latency = mean over repetitions of the slowest rank's "
-               "time" + ("; Size = bytes per rank (OSU's allgather convention)"
-                         if c == "allgather" else ""),
-               f"# Datatype: {OSU_DATATYPES.get(dtype, dtype)}."]
+               "time"]
+        if c == "allgather":
+            out.append("# collcost: Size = bytes per rank (OSU's allgather convention)")
+        out.append(f"# Datatype: {OSU_DATATYPES.get(dtype, dtype)}.")
         head = f"{'# Size':<10}{'Avg Latency(us)':>20}"
         if wide:
+            out.append("# collcost: Min Latency = fastest repetition, Max Latency = 99th "
+                       "percentile (collcost keeps no maximum), Iterations = repetitions")
             head += f"{'Min Latency(us)':>20}{'Max Latency(us)':>20}{'Iterations':>12}"
         out.append(head)
         for r in group:

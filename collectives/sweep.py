@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .costs import AUXILIARY, COLLECTIVES, NATIVE, algorithms as registered_algorithms
-from .costs import busbw_factor, size_convention
-from . import gpu
+from .costs import size_convention
+from . import gpu, summary
 from .operations import DTYPES, MAX_COUNT, OPS, element_count, memory_per_rank
 from .faults import FAIL_ENV, KILL_ENV, FaultHooks
 from .files import UsageError
@@ -38,7 +38,6 @@ from .parsing import (bounded_float, bounded_int, check_timeout, parse_list,
                       physical_memory as _physical_memory)
 from .progress import Progress, human_bytes as _human
 from .rundir import check_new_run_dir
-from .stats import relative_halfwidth
 from .watchdog import Watchdog, guarded_main, idle_wait as _idle_wait
 from .topology import REQUESTS, check_ranks, default_ranks, resolve_topologies
 
@@ -79,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Time MPI collectives over sizes, rank counts and topologies and write a run "
             "directory (metadata.json, points.jsonl, points.csv; see docs/formats.md). "
             "Run it under mpiexec; only rank 0 writes and prints. Times are in seconds "
-            "in the files; the summary prints microseconds and GB/s (1e9 bytes/s)."),
+            "in the files; the summary at the end prints microseconds and GB/s (1e9 "
+            "bytes/s), as a table or, with --format osu|nccl, in the layouts of the OSU "
+            "micro-benchmarks and nccl-tests (python -m collectives.summary RUN prints it "
+            "again later)."),
         epilog="What a size counts (the 'bytes' column):\n" + conv + "\n\n" + para(
             "Counts not divisible by the rank count use blocks of count//p elements, the "
             "first count%p one larger (the native reduce-scatter and allgather then call "
@@ -95,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
       help=f"comma list of {', '.join(ALL_KINDS)} (default: all)")
     a("--algorithms", metavar="LIST",
       help="comma list of algorithm names from collectives/costs.py, 'native' (the MPI "
-           "library's own) or 'all' (every registered algorithm plus native); each "
+           "library's own) or 'all' (every algorithm of the selected collectives, "
+           "plus native); each "
            "collective runs the listed algorithms it has (default: native). pingpong "
            "and reduce_local always run 'native'")
     a("--sizes", metavar="RANGE|LIST",
@@ -153,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
       help=f"small sweep: sizes {QUICK_SIZES}, --time-budget {QUICK_TIME_BUDGET} "
            "(explicit options win)")
     gpu.add_arguments(p, defaults=False)
+    summary.add_format_arguments(p, default=None)
     return p
 
 
@@ -222,8 +226,10 @@ def validate(raw: dict, layout, *, run_id: str = "run") -> Options:
                        ALL_KINDS)
     algos = parse_list(_num(raw, "algorithms", NATIVE), "--algorithms",
                        _all_algorithm_names(), extra=("all",))
-    if "all" in algos:
-        algos = _all_algorithm_names()
+    if "all" in algos:  # every algorithm of the selected collectives, plus native
+        algos = tuple(dict.fromkeys(
+            [a for a in algos if a != "all"] + [NATIVE]
+            + [a for c in colls if c in COLLECTIVES for a in registered_algorithms(c)]))
     for alg in algos:
         if not any(alg in registered_algorithms(c) for c in colls if c in COLLECTIVES) \
                 and not (alg == NATIVE and colls):
@@ -425,31 +431,21 @@ def _point_row(opts, topo, p, nodes, c, alg, nbytes, prepared, timing, correct) 
     return row
 
 
-def _summary_table(rows) -> str:
-    head = (f"{'collective':14s} {'algorithm':18s} {'topo':5s} {'p':>3s} {'bytes':>8s} "
-            f"{'median_us':>11s} {'ci95_%':>7s} {'algbw_GB/s':>10s} {'busbw_GB/s':>10s} "
-            f"{'reps':>6s} stop  flags")
-    lines = ["units: time in microseconds (us); bandwidth in GB/s = 1e9 bytes/s; "
-             "bytes as in --help (size convention); busbw = algbw x nccl-tests factor",
-             head]
-    key = lambda r: (r["topology"], r["ranks"], ALL_KINDS.index(r["collective"]),
-                     r["algorithm"], r["bytes"])
-    for r in sorted(rows, key=key):
-        t = r["median_s"]
-        algbw = r["bytes"] / t / 1e9 if t > 0 else float("nan")
-        try:
-            busbw = f"{algbw * float(busbw_factor(r['collective'], r['ranks'])):10.3f}"
-        except ValueError:
-            busbw = f"{'-':>10s}"
-        # the wider side of the asymmetric CI, as the stopping rule measures it
-        ci = 100 * relative_halfwidth(t, r["ci_low_s"], r["ci_high_s"])
-        flags = ",".join(f for f, on in (("unstable", r["unstable"]),
-                                         ("INCORRECT", not r["correct"])) if on)
-        lines.append(f"{r['collective']:14s} {r['algorithm']:18s} {r['topology']:5s} "
-                     f"{r['ranks']:3d} {_human(r['bytes']):>8s} {t * 1e6:11.2f} "
-                     f"{ci:7.1f} {algbw:10.3f} {busbw} {r['repetitions']:6d} "
-                     f"{r['stop_rule']:5s} {flags}")
-    return "\n".join(lines)
+def _print_summary(argv, rows, writer, csv) -> None:
+    """Rank 0, at the end: the summary in --format (see :mod:`collectives.summary`) on
+    stdout and where the run was written (stdout after a table, stderr after a machine
+    layout, so that stdout stays parseable)."""
+    args = build_parser().parse_args(argv)  # checked by _setup already
+    fmt, notes = args.format or "table", []
+    text = summary.render(rows, fmt, wide=bool(args.wide), metadata=writer.metadata,
+                          notes=notes)
+    for note in notes:
+        sys.stderr.write(f"collcost: {note}\n")
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    where = (f"wrote {len(rows)} point(s) to {writer.path} ({csv.name}, points.jsonl, "
+             f"metadata.json)")
+    print(where, file=sys.stdout if fmt == "table" else sys.stderr, flush=True)
 
 
 def _stored_raw(meta: dict) -> dict:
@@ -604,13 +600,20 @@ def _early_timeout(argv) -> float:
 PHASE_FLOOR = {"setup": 600.0, "timing loop setup": 600.0, "plan": 600.0,
                "final write": 600.0}
 DEFAULT_PHASE_FLOOR = 60.0
+PHASE_FLOOR_ENV = "COLLCOST_TEST_PHASE_FLOOR"
 
 
 def _phase_limit(timeout: float, name: str) -> float:
-    """Deadline of phase ``name``: the point timeout, at least the phase's floor."""
+    """Deadline of phase ``name``: the point timeout, at least the phase's floor
+    (``COLLCOST_TEST_PHASE_FLOOR`` seconds, when set, replaces every floor: tests)."""
     if timeout <= 0:
         return 0.0
-    return max(timeout, PHASE_FLOOR.get(name, DEFAULT_PHASE_FLOOR))
+    floor = os.environ.get(PHASE_FLOOR_ENV)
+    try:
+        floor = float(floor) if floor else PHASE_FLOOR.get(name, DEFAULT_PHASE_FLOOR)
+    except ValueError:
+        floor = PHASE_FLOOR.get(name, DEFAULT_PHASE_FLOOR)
+    return max(timeout, floor)
 
 
 def _device_bytes(opts: Options) -> int:
@@ -749,10 +752,7 @@ def _run(argv) -> int:
         if rank == 0:
             progress.close()
             csv = writer.finish()
-            print(_summary_table(rows))
-            print(f"wrote {len(rows)} point(s) to {writer.path} ({csv.name}, "
-                  f"points.jsonl, metadata.json)")
-            sys.stdout.flush()
+            _print_summary(argv, rows, writer, csv)
         _idle_wait(world)
     # MPI_Finalize (at exit) waits for every rank too: guarded, never disarmed
     watchdog.arm("MPI finalize", _phase_limit(watchdog.timeout, "finalize"), what="phase")

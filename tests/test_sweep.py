@@ -152,30 +152,3 @@ def test_help_explains_every_option():
         assert size_convention(c)[:30] in " ".join(text.split())
     for action in build_parser()._actions:
         assert action.help, f"{action.option_strings} has no help"
-
-
-def test_summary_table_bandwidths_and_ci():
-    """algbw = bytes / median, busbw = algbw x the nccl-tests factor of collectives.costs
-    (2(p-1)/p all-reduce, (p-1)/p reduce-scatter and allgather, 1 bcast and pingpong,
-    none for reduce_local); ci95_% is the wider side of the (asymmetric) CI, the
-    half-width the stopping rule compares with --target-ci."""
-    from collectives.sweep import _summary_table
-
-    def row(c, bytes_=1 << 20, p=4, med=1e-3, lo=0.99e-3, hi=1.02e-3):
-        return {"collective": c, "algorithm": "native", "topology": "intra", "ranks": p,
-                "bytes": bytes_, "median_s": med, "ci_low_s": lo, "ci_high_s": hi,
-                "repetitions": 10, "stop_rule": "ci", "unstable": False, "correct": True}
-
-    factor = {"allreduce": 1.5, "reduce_scatter": 0.75, "allgather": 0.75, "bcast": 1.0,
-              "pingpong": 1.0}
-    lines = _summary_table([row(c) for c in COLLECTIVES + AUXILIARY]).splitlines()[2:]
-    assert len(lines) == len(COLLECTIVES + AUXILIARY)
-    for line in lines:
-        f = line.split()
-        algbw = (1 << 20) / 1e-3 / 1e9
-        assert float(f[7]) == pytest.approx(algbw, abs=1e-3), line
-        if f[0] in factor:
-            assert float(f[8]) == pytest.approx(algbw * factor[f[0]], abs=1e-3), line
-        else:
-            assert f[8] == "-", line
-        assert float(f[6]) == pytest.approx(2.0), line  # max(1%, 2%), not (1% + 2%) / 2
