@@ -6,11 +6,21 @@ built, ideally ``functools.partial(comm.Allreduce, sspec, rspec, op)`` with
 ``sspec = [memoryview(a), a.size, MPI.FLOAT]``: a builtin partial adds no Python frame
 and prebuilt specs skip mpi4py's buffer-type guessing, 0.1-0.3 µs per call here).
 
-Where a small-message time goes (idle machine, 2 ranks, 4-byte Allreduce, barrier
-starts; ``benchmarks/bench_overhead.py``): C loop 0.39 µs, ours 1.12 µs.  The +0.73 µs
-is mpi4py's own call (0.58 µs per Allreduce at 1 rank against 0.03 µs from C; a ctypes
-call of ``MPI_Allreduce`` with prebuilt arguments still costs 0.46 µs, so no such fast
-path is used) plus the timer reads (an empty call times 0.09 µs).
+Two loops time the repetitions.  For the MPI library's own operations (native
+collectives and the ping-pong) :func:`time_call` takes ``native=`` (a
+:class:`collectives.cloop.NativeOp`, which :func:`collectives.operations.prepare` builds)
+and every batch -- the starts, the timed call, the per-repetition times -- runs in C
+(:mod:`collectives.cloop`, compiled against mpi4py's MPI library and cached): the time
+is the library's, not Python's.  Everything else (hand-written algorithms, device
+buffers, any ``before`` hook) runs in the Python loops below.  Where a small-message
+time goes with the Python loop (idle machine, 2 ranks, 4-byte Allreduce, barrier
+starts; ``benchmarks/bench_overhead.py``): C loop 0.39 µs, Python loop 1.12 µs.  The
++0.73 µs is mpi4py's own call (0.58 µs per Allreduce at 1 rank against 0.03 µs from C;
+a ctypes call of ``MPI_Allreduce`` per repetition still costs 0.46 µs, which is why the
+compiled loop runs whole batches) plus the timer reads (an empty call times 0.09 µs).
+``benchmarks/bench_c_loop.py`` compares the compiled loop with the C reference loop.
+Which loop timed a point is :attr:`Timing.timing_loop` (``"c"`` | ``"python"``); both
+loops use the same starts, clock and statistics.
 
 Per repetition every rank measures its own time; rank 0 gets, per repetition, the
 maximum over ranks (the repetition's time), the minimum and the mean.  Two start modes:
