@@ -36,7 +36,7 @@ import pandas as pd
 
 from collectives import costs
 
-from . import __version__, bootstrap, headline, joint, model, segments, validate
+from . import __version__, bootstrap, headline, joint, model, native, segments, validate
 
 __all__ = ["FitOptions", "FitError", "FitResult", "EntryFit", "Part", "fit_points",
            "fit_runs", "read_runs", "REQUIRED_COLUMNS"]
@@ -550,6 +550,21 @@ def _fit_native(frame, idx, reps, opts, topology, collective) -> EntryFit:
     return efit
 
 
+def _identify_native(frame, sub, topology, collective, jfit) -> dict:
+    """Which registry algorithm explains the native collective (:mod:`fits.native`)."""
+    if jfit is None:
+        return {"segments": [], "reason": "no joint constants for this topology (no "
+                "ping-pong and no registry algorithm measured)"}
+    pts = sub[(sub["collective"] == collective) & (sub["algorithm"] == costs.NATIVE)]
+    try:
+        return native.identify(jfit.entry, collective, pts["ranks"].to_numpy(),
+                               pts["bytes"].to_numpy(dtype=float),
+                               pts["median_s"].to_numpy(dtype=float),
+                               weights=joint.point_weights(pts))
+    except ValueError as exc:
+        return {"segments": [], "reason": str(exc)}
+
+
 def _fit_joint(frame, sub, reps, opts, topology, p2p, gfit):
     """The topology's joint constants (:mod:`fits.joint`), or None."""
     colls, algs = sub["collective"], sub["algorithm"]
@@ -644,6 +659,18 @@ def fit_points(frame: pd.DataFrame, options: FitOptions | None = None, *,
             say(f"{topology} {collective}/{algorithm}: median rel. error "
                 f"{efit.entry['errors']['median_rel']:.1%}")
         jfit = _fit_joint(frame, sub, reps, opts, topology, p2p, gfit)
+        for collective, e in algos.items():
+            if costs.NATIVE in e and e[costs.NATIVE].get("model") == "hockney-per-p":
+                e[costs.NATIVE]["identified"] = _identify_native(
+                    frame, sub, topology, collective, jfit)
+                ident = e[costs.NATIVE]["identified"]
+                if ident.get("segments"):
+                    say(f"{topology} {collective}/native is "
+                        + ", ".join(f"{s['algorithm']}"
+                                    + "".join(f"|{a}" for a in s["equivalent"])
+                                    + f" ({s['min_bytes']}-"
+                                    f"{s['max_bytes']} B, weight {s['weight']:.2f})"
+                                    for s in ident["segments"]))
         if jfit is not None:
             for key, err in jfit.entry["errors"]["per_entry"].items():
                 collective, algorithm = key.split("/")

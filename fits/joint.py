@@ -8,17 +8,23 @@ through the registry (:func:`collectives.costs.predict_steps`)::
 
     T = a(p) (α_r + s_impl) + b(p) n β_r + c(p) n γ_g + o_impl
 
-* ``r``: the protocol regime of the algorithm's messages -- the ping-pong's size
-  segment (:mod:`fits.segments`) containing the step's mean message size
-  ``b(p) n / a(p)`` (:func:`collectives.costs.step_bytes`).  A ring all-reduce of 1 MiB
-  on 4 ranks sends 256 KiB messages and pays the 256 KiB regime's α and β;
+* ``r``: the protocol regime -- the ping-pong's size segment (:mod:`fits.segments`)
+  containing either the step's mean message size ``b(p) n / a(p)``
+  (:func:`collectives.costs.step_bytes`; a ring all-reduce of 1 MiB on 4 ranks sends
+  256 KiB messages and pays the 256 KiB regime's α and β) or the bytes on the critical
+  path ``b(p) n`` (:func:`regime_bytes`); both are fitted and the one with the smaller
+  residual kept (``regime_key``).  Message size is right for an eager/rendezvous
+  switch; path bytes for a link whose speed depends on how long it stays busy (a
+  ``tc tbf`` bucket refills between ping-pong messages but is drained by a collective's
+  back-to-back steps);
 * ``g``: the reduction kernel's size segment (cache effects) holding the same block size;
 * ``s_impl``, ``o_impl``: the software cost of an *implementation* per message step and
   per call -- ``python`` for the hand-written algorithms (the Python work around each
   message), ``kernel`` (per call only) for the timed local reduction.  The ping-pong
   carries none: α is the point-to-point latency as seen through mpi4py.
 
-Fitted on relative error with every constant ≥ 0 (:func:`fits.model.solve`); columns
+Fitted on relative error weighted by each point's precision (:func:`point_weights`),
+every constant ≥ 0 (:func:`fits.model.solve`); columns
 the points cannot separate are dropped (:func:`fits.model.identifiable_columns`) and
 reported as not identified.  Intervals: the fitter's bootstrap replicates, refitted;
 status by :func:`fits.headline.assess`.  The prediction error of every entry is
@@ -35,12 +41,17 @@ from collectives import costs
 
 from . import headline, model, segments
 
-__all__ = ["LARGE_BYTES", "JointFit", "fit_joint", "predict", "IMPLEMENTATIONS"]
+__all__ = ["LARGE_BYTES", "JointFit", "fit_joint", "predict", "IMPLEMENTATIONS",
+           "point_weights", "regime_bytes", "constants_at", "design"]
 
 #: Sizes from which the prediction error is reported separately (the target's range).
 LARGE_BYTES = 65536
 #: Implementations with a software cost: our Python algorithms, the timed kernel.
 IMPLEMENTATIONS = ("python", "kernel")
+#: Relative model error assumed beside each point's own noise (:func:`point_weights`).
+MODEL_FLOOR = 0.05
+#: What selects a point's α, β regime (chosen per topology by the smaller residual).
+REGIME_KEYS = ("message", "path")
 _MODEL = ("T = a(p) (alpha_r + step_s) + b(p) n beta_r + c(p) n gamma_g + call_s; r, g: "
           "regime of the step's mean message bytes b(p) n / a(p)")
 
@@ -63,14 +74,25 @@ def _regime_edges(breakpoints):
             for i, lo in enumerate(edges)]
 
 
-def _columns(coll, alg, p, n, regimes, gbps, impl):
+def regime_bytes(key, collective, algorithm, p, n):
+    """The size that selects a point's protocol regime: ``"message"`` -- the step's mean
+    message (:func:`collectives.costs.step_bytes`), or ``"path"`` -- the bytes on the
+    critical path ``b(p) n`` (a link kept busy by back-to-back steps, such as a token
+    bucket drained by a collective, behaves by the bytes it carries per call)."""
+    if key == "message" or collective == "reduce_local":
+        return costs.step_bytes(collective, algorithm, p, n)
+    _, b, _ = costs.coefficients(collective, algorithm, p)
+    return b * np.asarray(n, dtype=float)
+
+
+def _columns(coll, alg, p, n, regimes, gbps, impl, key="message"):
     """Design rows (m × K) of one group of points; K = 2R + G + 3."""
     R, G = len(regimes) + 1, len(gbps) + 1
     a, b, c = costs.coefficients(coll, alg, p)
     if coll == "reduce_local":  # the kernel: n γ plus a per-call harness cost
         a = np.zeros_like(a)
     m = costs.step_bytes(coll, alg, p, n)
-    r = segments.assign(m, regimes)
+    r = segments.assign(regime_bytes(key, coll, alg, p, n), regimes)
     g = segments.assign(m, gbps)
     X = np.zeros((len(n), 2 * R + G + 3))
     rows = np.arange(len(n))
@@ -100,7 +122,7 @@ def _impl(collective, algorithm):
     return "python"
 
 
-def design(frame, regimes, gbps):
+def design(frame, regimes, gbps, key="message"):
     """Joint design of a point table (rows: pingpong, reduce_local, registry entries)."""
     R, G = len(regimes) + 1, len(gbps) + 1
     X = np.zeros((len(frame), 2 * R + G + 3))
@@ -108,10 +130,37 @@ def design(frame, regimes, gbps):
     algs = frame["algorithm"].to_numpy()
     p = frame["ranks"].to_numpy()
     n = frame["bytes"].to_numpy(dtype=float)
-    for key in sorted(set(zip(colls, algs))):
-        sel = (colls == key[0]) & (algs == key[1])
-        X[sel] = _columns(key[0], key[1], p[sel], n[sel], regimes, gbps, _impl(*key))
+    for ca in sorted(set(zip(colls, algs))):
+        sel = (colls == ca[0]) & (algs == ca[1])
+        X[sel] = _columns(ca[0], ca[1], p[sel], n[sel], regimes, gbps, _impl(*ca), key)
     return X
+
+
+def point_weights(frame, floor=MODEL_FLOOR) -> np.ndarray:
+    """Inverse-variance weights of relative residuals, normalised to mean 1.
+
+    A point's relative standard error is that of its median over repetitions
+    (``1.2533 × 1.4826 × MAD / median / sqrt(k)`` from ``samples["max"]``; else from
+    its 95% CI; else 0.1), combined with ``floor`` -- the model error and the
+    launch-to-launch noise no repetition shows: ``w = 1 / (σ² + floor²)``.  Points that
+    scatter by a factor of several (small sizes on an overloaded machine) then count
+    little against precise large-size points.
+    """
+    sig = np.full(len(frame), 0.1)
+    med = frame["median_s"].to_numpy(dtype=float)
+    samples = frame["samples"] if "samples" in frame.columns else [None] * len(frame)
+    lo = frame["ci_low_s"].to_numpy(dtype=float) if "ci_low_s" in frame.columns else None
+    hi = frame["ci_high_s"].to_numpy(dtype=float) if "ci_high_s" in frame.columns else None
+    for i, smp in enumerate(samples):
+        vals = np.asarray(smp.get("max", []) if isinstance(smp, dict) else [], float)
+        vals = vals[np.isfinite(vals)]
+        if vals.size >= 3:
+            mad = np.median(np.abs(vals - np.median(vals)))
+            sig[i] = 1.2533 * 1.4826 * mad / med[i] / np.sqrt(vals.size)
+        elif lo is not None and np.isfinite(lo[i]) and np.isfinite(hi[i]):
+            sig[i] = (hi[i] - lo[i]) / (2 * 1.96 * med[i])
+    w = 1.0 / (sig * sig + floor * floor)
+    return w / w.mean()
 
 
 def _constant(value, reps, free_value, free_reps, confidence, identified=True):
@@ -139,20 +188,29 @@ def fit_joint(frame, reps, *, p2p_breakpoints=(), gamma_breakpoints=(),
     regimes = tuple(float(b) for b in p2p_breakpoints)
     gbps = tuple(float(b) for b in gamma_breakpoints)
     R, G = len(regimes) + 1, len(gbps) + 1
-    X = design(frame, regimes, gbps)
     t = frame["median_s"].to_numpy(dtype=float)
-    ident = model.identifiable_columns(X, t)
-    theta = model.solve(X, t, active=ident)
+    pw = point_weights(frame)
+    tried = {}
+    for key in REGIME_KEYS:
+        Xk = design(frame, regimes, gbps, key)
+        ik = model.identifiable_columns(Xk, t)
+        th = model.solve(Xk, t, active=ik, weights=pw)
+        r = model.relative_residuals(Xk, t, th)
+        tried[key] = (Xk, ik, th, float(np.sum(pw * r * r)))
+        if not regimes:
+            break  # one regime: the keys coincide
+    regime_key = min(tried, key=lambda k: tried[k][3])
+    X, ident, theta, _ = tried[regime_key]
     names = _names(R, G)
     B = 0 if reps is None else reps.count
     rep_theta = free_theta = None
     at_bound = ident & (theta <= 0)
-    free = model.solve_free(X, t, active=ident) if at_bound.any() else None
+    free = model.solve_free(X, t, active=ident, weights=pw) if at_bound.any() else None
     if B:
         rep_theta = np.full((B, X.shape[1]), np.nan)
         free_theta = np.full((B, X.shape[1]), np.nan) if at_bound.any() else None
         for i in range(B):
-            w = reps.weights[i]
+            w = reps.weights[i] * pw
             keep = w > 0
             if not keep.any():
                 continue
@@ -198,6 +256,8 @@ def fit_joint(frame, reps, *, p2p_breakpoints=(), gamma_breakpoints=(),
             and not k.startswith(("pingpong/", "reduce_local/"))]
     entry = {
         "model": _MODEL,
+        "regime_key": regime_key,
+        "regime_rss": {k: v[3] for k, v in tried.items()},
         "regimes": reg_entries, "gamma_segments": g_entries, "software": software,
         "constants": {"alpha": reg_entries[0]["alpha"], "beta": reg_entries[-1]["beta"],
                       "gamma": g_entries[-1]["gamma"]},
@@ -216,12 +276,13 @@ def _value(c):
     return 0.0 if v is None else float(v)
 
 
-def constants_at(joint: dict, message_bytes):
-    """``(α, β, γ)`` arrays of the regimes holding ``message_bytes`` (per step)."""
+def constants_at(joint: dict, message_bytes, regime_bytes=None):
+    """``(α, β, γ)`` arrays: α, β of the regimes holding ``regime_bytes`` (default
+    ``message_bytes``), γ of the kernel segment holding ``message_bytes``."""
     m = np.asarray(message_bytes, dtype=float)
     regs = joint["regimes"]
     rb = [r["min_bytes"] for r in regs[1:]]
-    i = segments.assign(m, rb)
+    i = segments.assign(m if regime_bytes is None else regime_bytes, rb)
     alpha = np.array([_value(r["alpha"]) for r in regs])[i]
     beta = np.array([_value(r["beta"]) for r in regs])[i]
     gs = joint["gamma_segments"]
@@ -243,7 +304,9 @@ def predict(joint: dict, collective, algorithm, ranks, nbytes, *,
     ranks = np.asarray(ranks)
     n = np.asarray(nbytes, dtype=float)
     m = costs.step_bytes(collective, algorithm, ranks, n)
-    alpha, beta, gamma = constants_at(joint, m)
+    key = joint.get("regime_key", "message")
+    alpha, beta, gamma = constants_at(
+        joint, m, regime_bytes(key, collective, algorithm, ranks, n))
     sw = (joint.get("software") or {}).get(implementation) or {}
     s = _value(sw.get("step_s")) if step_cost is None else step_cost
     o = _value(sw.get("call_s")) if call_cost is None else call_cost

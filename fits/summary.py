@@ -15,6 +15,8 @@ Units are in the headers: µs, ps/B, GB/s, percent.
 """
 from __future__ import annotations
 
+import textwrap
+
 import pandas as pd
 
 from . import constants as constants_file
@@ -35,8 +37,10 @@ STATUS_LETTERS = {"identified": "I", "at_bound": "B", "not_identified": "N", Non
 _NARROW_HEADERS = {"topology": "topo", "collective": "collective",
                    "algorithm": "algorithm", "ranks": "p", "seg_bytes": "segment",
                    "icpt_us": "icpt µs", "beta_ps_per_B": "β ps/B", "bw_GBps": "1/β GB/s",
-                   "med_err_pct": "fit err%", "joint_pred_med_pct": "joint err%",
+                   "med_err_pct": "fit%", "joint_pred_med_pct": "pred%≥64K",
                    "st": "st"}
+# fit% = median error of the entry's own fit; pred%≥64K = median error at >= 64 KiB of
+# the prediction from the topology's joint constants (fits.joint)
 
 
 def _scaled(x, factor):
@@ -92,7 +96,7 @@ def _row(topology, collective, algorithm, ranks, e, gamma=None, gsrc=""):
         "loro_max_pct": _pct(max(loro)) if loro else None,
         "busbw_ratio": bus.get("ratio"),
         "p2p_pred_med_pct": _pct(p2p.get("median_rel")),
-        "joint_pred_med_pct": _pct(joint.get("median_rel")),
+        "joint_pred_med_pct": _pct(joint.get("median_rel_large")),
         "icpt_status": e.get("alpha_status") or "",
         "beta_status": e.get("beta_status") or "",
         "st": (STATUS_LETTERS.get(e.get("alpha_status"), "-")
@@ -169,6 +173,34 @@ def _joint_lines(topology, topo) -> list:
     return [line]
 
 
+def _size_text(n):
+    return constants_file._fmt_bytes(n)
+
+
+def _native_lines(topology, topo) -> list:
+    lines = []
+    for collective, algos in topo.get("algorithms", {}).items():
+        ident = (algos.get("native") or {}).get("identified")
+        if not ident:
+            continue
+        if not ident.get("segments"):
+            lines.append(f"{topology}: {collective}/native not identified "
+                         f"({ident.get('reason', '')})")
+            continue
+        parts = []
+        for seg in ident["segments"]:
+            name = seg["algorithm"] + "".join(f"|{a}" for a in seg.get("equivalent", []))
+            parts.append(f"{name} {_size_text(seg['min_bytes'])}-"
+                         f"{_size_text(seg['max_bytes'])} (w {seg['weight']:.2f}, "
+                         f"call {seg['call_s'] * 1e6:.3g} µs)")
+        loro = ident.get("leave_one_rank_out") or {}
+        held = ", ".join(f"p={p} {v['median_rel_large'] * 100:.3g}%"
+                         for p, v in loro.items() if v.get("median_rel_large") is not None)
+        lines.append(f"{topology}: {collective}/native = " + "; ".join(parts)
+                     + (f"; held-out error ≥64K: {held}" if held else ""))
+    return lines
+
+
 def format_summary(constants: dict, *, wide: bool = False) -> str:
     """The summary as text: headlines, γ and joint lines, then the table."""
     table = summary_table(constants)
@@ -178,10 +210,11 @@ def format_summary(constants: dict, *, wide: bool = False) -> str:
     for topology, topo in constants.get("topologies", {}).items():
         lines += _gamma_lines(topology, topo)
         lines += _joint_lines(topology, topo)
-    lines.append("segment constants (each entry's largest-size segment; icpt = that "
-                 "segment's intercept, not a latency;")
-    lines.append("st = status of icpt and β: I identified, B at bound 0 (one-sided "
-                 "interval), N not identified):")
+        lines += _native_lines(topology, topo)
+    lines.append("segment constants: each entry's largest-size segment; icpt is its "
+                 "intercept, not a latency;")
+    lines.append("st: status of icpt and β (I identified, B at bound 0 with a one-sided "
+                 "interval, N not identified):")
     if wide:
         width, cols, headers = 250, list(COLUMNS), list(COLUMNS)
     else:
@@ -189,6 +222,9 @@ def format_summary(constants: dict, *, wide: bool = False) -> str:
         if table["joint_pred_med_pct"].isna().all():
             cols.remove("joint_pred_med_pct")
         headers = [_NARROW_HEADERS[c] for c in cols]
+    if not wide:
+        lines = [wrapped for line in lines for wrapped in textwrap.wrap(
+            line, width=100, subsequent_indent="    ", break_on_hyphens=False)]
     with pd.option_context("display.width", width, "display.max_columns", None,
                            "display.max_colwidth", 40):
         text = table[cols].to_string(index=False, na_rep="-", header=headers,

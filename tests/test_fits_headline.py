@@ -93,7 +93,7 @@ def test_narrow_summary_fits_100_columns():
     c = fit_points(pd.DataFrame(rows), FitOptions(bootstrap=10)).constants
     text = summary.format_summary(c)
     table = text.split("not identified):\n")[1]
-    assert max(len(line) for line in table.splitlines()) <= 100
+    assert max(len(line) for line in text.splitlines()) <= 100
     assert "µs" in table and "GB/s" in table
     wide = summary.format_summary(c, wide=True)
     assert "beta_ci_ps_per_B" in wide and "loro_max_pct" in wide
