@@ -18,7 +18,8 @@ from pathlib import Path
 
 __all__ = ["SCHEMA_VERSION", "KIND", "SCHEMA_PATH", "ConstantsError", "load", "save",
            "validate", "schema", "validator_name", "topology", "headline", "headlines",
-           "latency", "bandwidth", "format_headline"]
+           "latency", "bandwidth", "format_headline", "joint_constants", "native_model",
+           "predict_native", "predict_collective", "price"]
 
 SCHEMA_VERSION = 1
 KIND = "collcost-constants"
@@ -278,3 +279,81 @@ def format_headline(doc: dict, topology_name: str) -> str:
         parts.append(f"{key} {value} {_fmt_interval(e.get('ci'), factor, 4)} "
                      f"{e['status']} ({where})")
     return f"{topology_name}: " + " · ".join(parts)
+
+
+# -- prediction from the joint constants and the identified native models -------------
+
+def joint_constants(doc: dict, topology_name: str):
+    """The topology's joint fit (:mod:`fits.joint`: regimes of α, β, γ segments, software
+    costs, errors) or None (no ping-pong and no registry algorithm, or an old file)."""
+    return topology(doc, topology_name).get("joint")
+
+
+def native_model(doc: dict, topology_name: str, collective: str):
+    """The identified model of the library's ``collective`` (:mod:`fits.native`): per
+    size segment the registry algorithm, its BIC weight, equivalents and the per-call
+    cost; None when the native collective was not measured or not identified."""
+    algos = topology(doc, topology_name).get("algorithms") or {}
+    ident = ((algos.get(collective) or {}).get("native") or {}).get("identified")
+    return ident if ident and ident.get("segments") else None
+
+
+def predict_native(doc: dict, topology_name: str, collective: str, ranks, nbytes):
+    """Seconds of the MPI library's own ``collective`` at any (ranks, bytes), measured
+    or not: the identified registry algorithm of each size segment priced with the
+    topology's joint constants plus the library's per-call cost.
+
+    Raises :class:`ConstantsError` when the topology has no joint constants or the
+    native collective no identified model.
+    """
+    from . import native
+
+    joint = joint_constants(doc, topology_name)
+    model = native_model(doc, topology_name, collective)
+    if joint is None or model is None:
+        raise ConstantsError(f"{topology_name}: no identified model of the native "
+                             f"{collective} (measure it with --algorithms native and "
+                             "the ping-pong, then refit)")
+    return native.predict(model, joint, collective, ranks, nbytes)
+
+
+def predict_collective(doc: dict, topology_name: str, collective: str, algorithm: str,
+                       ranks, nbytes, *, implementation=None):
+    """Seconds of a registry ``algorithm`` from the topology's joint constants.
+
+    ``implementation=None`` prices network and kernel only (an efficient
+    implementation); ``"python"`` adds the fitted cost of our hand-written steps.
+    ``algorithm="native"`` is :func:`predict_native`.
+    """
+    from . import joint
+
+    if algorithm == "native":
+        return predict_native(doc, topology_name, collective, ranks, nbytes)
+    j = joint_constants(doc, topology_name)
+    if j is None:
+        raise ConstantsError(f"{topology_name}: no joint constants (old file or no "
+                             "ping-pong/algorithm points)")
+    return joint.predict(j, collective, algorithm, ranks, nbytes,
+                         implementation=implementation)
+
+
+def price(doc: dict, topology_name: str, collective: str, ranks, nbytes):
+    """What a planner asks: the library's collective if it was identified, else the
+    cheapest registry algorithm on the joint constants.  Returns ``(seconds, model)``,
+    ``model`` a short text saying what priced it (for the predictor's output)."""
+    import numpy as np
+
+    from collectives import costs
+
+    if native_model(doc, topology_name, collective) is not None:
+        model = native_model(doc, topology_name, collective)
+        names = ", ".join(f"{s['algorithm']} {s['min_bytes']}-{s['max_bytes']} B"
+                          for s in model["segments"])
+        return (predict_native(doc, topology_name, collective, ranks, nbytes),
+                f"native {collective} identified as {names} (joint constants + "
+                "library per-call cost)")
+    times = {a: predict_collective(doc, topology_name, collective, a, ranks, nbytes)
+             for a in costs.algorithms(collective, native=False)}
+    best = min(times, key=lambda a: float(np.sum(times[a])))
+    return times[best], (f"{collective}/{best} on the joint constants (no native model; "
+                         "network and kernel only)")
