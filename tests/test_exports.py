@@ -470,3 +470,17 @@ class TestExportCli:
         with pytest.raises(SystemExit) as e:
             main(["export", str(path), "--target", "ns3"])
         assert e.value.code == 2
+
+
+def test_exports_at_1024_nodes(tmp_path):
+    """1024 nodes × 8 ranks: every target is written (bounded work) and consistent."""
+    c = consts()
+    sizes = {"intra": 8, "inter": 1024}
+    nets = doc(c, "calculon", sizes=sizes)["networks"]
+    assert [n["size"] for n in nets] == [8, 8192]
+    y = exports.read_astra_yaml(exports.export(c, "astra", sizes=sizes))
+    assert y["npus_count"] == [8, 1024]
+    out = exports.simgrid_files(c, sizes=sizes)
+    assert len(out.extra["hostfile"].splitlines()) == 1024
+    assert 'radical="0-1023"' in out.text
+    assert doc(c, "colossalai", sizes=sizes)["mesh_shape"] == [1024, 8]

@@ -170,7 +170,10 @@ def _check_algorithm(algorithm):
 
 def _calculon_op(lnk, collective, algorithm, size):
     """``[scalar, offset]`` with scalar·(p + offset)/p = per-byte(p)/β for every p."""
-    p = np.arange(2.0, max(size, 8) + 1)
+    # p = 2..8 and up to 64 more points spread to the tier size: enough to check the
+    # form, bounded at any size
+    p = np.unique(np.concatenate([np.arange(2.0, 9.0),
+                                  np.round(np.geomspace(2, max(size, 8), 64))]))
     y = _per_byte(lnk, collective, algorithm, p) * p / lnk.beta
     slope, intercept = np.polyfit(p, y, 1)
     if not np.allclose(slope * p + intercept, y, rtol=1e-9, atol=1e-12 * abs(y).max()):
