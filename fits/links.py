@@ -30,7 +30,8 @@ directory of ``python -m collectives.links``; ``docs/formats.md``, "Links run") 
    more than ``--node-min-effect`` is a *suspect node* (slow with every partner).  Links
    are then judged on what their nodes do not explain: residual minus the effects of
    suspect endpoints, z-score within the tier (1.4826·MAD); passing ``--link-z`` and
-   ``--link-min-effect`` makes a *suspect link*.  Each suspect carries its evidence.
+   ``--link-min-effect``, with the lower end of the link's own interval above its
+   tier's median, makes a *suspect link*.  Each suspect carries its evidence.
 
 Exit status: 0, 1 when ``--fail-on`` triggers, 2 for bad input (nothing written).
 """
@@ -638,7 +639,13 @@ def analyze(data: LinksData, options: Options = Options(), progress=None) -> Ana
             sc = max(_MAD * np.median(np.abs(e[m] - c)), 5e-3)
             z[m] = (e[m] - c) / sc
         link_z[name] = z
-        hit = np.flatnonzero((z > options.link_z) & (np.expm1(e) > min_eff))
+        # the link's own interval must lie above its tier's median (after its nodes'
+        # effects): a median spoiled by a few outlying repetitions is not a slow link
+        ci = fit.beta_ci if name == "bandwidth" else fit.alpha_ci
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lo_e = np.log(ci[:, 0]) - (feats[name] - resid) - us[fit.src] - us[fit.dst]
+        hit = np.flatnonzero((z > options.link_z) & (np.expm1(e) > min_eff)
+                             & (lo_e > 0))
         # largest first, bounded report
         hit = hit[np.argsort(-z[hit])][:1000]
         for li in hit:
@@ -783,12 +790,14 @@ def plot_heatmaps(an: Analysis, directory) -> list:
                 ax.set_xticklabels(an.data.hosts, rotation=90, fontsize=7)
                 ax.set_yticklabels(an.data.hosts, fontsize=7)
             if n <= 16:
+                fs = 8 if n <= 10 else 6
                 for i in range(n):
                     for j in range(n):
                         if np.isfinite(mat[i, j]):
+                            r, g, b_, _ = im.cmap(im.norm(mat[i, j]))
+                            light = 0.299 * r + 0.587 * g + 0.114 * b_ > 0.5
                             ax.text(j, i, f"{mat[i, j]:.3g}", ha="center", va="center",
-                                    fontsize=7, color="w" if mat[i, j] < (vmin + vmax) / 2
-                                    and cmap == "viridis" else "k")
+                                    fontsize=fs, color="k" if light else "w")
             if n <= 64:
                 for (i, j) in sus:
                     ax.add_patch(plt.Rectangle((j - .5, i - .5), 1, 1, fill=False,
