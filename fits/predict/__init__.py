@@ -52,8 +52,15 @@ def _runner(name):
 
 # ------------------------------------------------------------------ argument parsing
 
+#: Most worker counts a list may hold, and the largest count (bounded before the list
+#: is built: ``1-30000000`` used to allocate gigabytes).
+MAX_WORKER_COUNTS = 100_000
+MAX_WORKERS = 10**9
+
+
 def parse_workers(text: str) -> list:
-    """Worker counts: ``1,2,4``, ranges ``1-8`` / ``2-16:2`` and doublings ``1-64:x2``."""
+    """Worker counts: ``1,2,4``, ranges ``1-8`` / ``2-16:2`` and doublings ``1-64:x2``;
+    at most :data:`MAX_WORKER_COUNTS` counts, each at most :data:`MAX_WORKERS`."""
     out = []
     for item in str(text).split(","):
         item = item.strip()
@@ -63,9 +70,21 @@ def parse_workers(text: str) -> list:
             if "-" in item:
                 lo, _, rest = item.partition("-")
                 hi, _, stepping = rest.partition(":")
+                if len(lo.strip()) > 12 or len(hi.strip()) > 12:
+                    raise ValueError
                 lo, hi = int(lo), int(hi)
                 if hi < lo:
                     raise ValueError
+                if hi > MAX_WORKERS:
+                    raise argparse.ArgumentTypeError(
+                        f"worker count {hi} is larger than the limit of {MAX_WORKERS}")
+                if not stepping.startswith("x"):
+                    stride = int(stepping) if stepping else 1
+                    if stride >= 1 and len(out) + (hi - lo) // stride + 1 \
+                            > MAX_WORKER_COUNTS:
+                        raise argparse.ArgumentTypeError(
+                            f"{item!r} lists {(hi - lo) // stride + 1} worker counts; the "
+                            f"limit is {MAX_WORKER_COUNTS} in all (use A-B:STEP or A-B:xF)")
                 if stepping.startswith("x"):
                     factor = int(stepping[1:])
                     if factor < 2 or lo < 1:
@@ -80,7 +99,16 @@ def parse_workers(text: str) -> list:
                         raise ValueError
                     out.extend(range(lo, hi + 1, stride))
             else:
+                if len(item) > 12:
+                    raise ValueError
                 out.append(int(item))
+                if out[-1] > MAX_WORKERS:
+                    raise argparse.ArgumentTypeError(
+                        f"worker count {out[-1]} is larger than the limit of "
+                        f"{MAX_WORKERS}")
+            if len(out) > MAX_WORKER_COUNTS:
+                raise argparse.ArgumentTypeError(
+                    f"more than {MAX_WORKER_COUNTS} worker counts")
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"bad worker list item {item!r}: use N, A-B, A-B:STEP or A-B:xF") from None
@@ -132,8 +160,8 @@ def _count(text):
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    if not 1 <= v <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_WORKERS}, got {text}")
     return v
 
 
@@ -620,7 +648,9 @@ def _export(args):
                         calculon_latency=args.calculon_latency, calculon_base=base,
                         sizes=sizes)
     for note in out.notes:
-        _progress(f"{args.target}: {note}")
+        print("\n".join(textwrap.wrap(f"fits.predict: {args.target}: {note}", WIDTH,
+                                      subsequent_indent="    ", break_on_hyphens=False)),
+              file=sys.stderr)
     if not paths:
         sys.stdout.write(out.text)
         return None
@@ -653,11 +683,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Input-file arguments of the subcommands: attribute -> name in messages.
+_INPUTS = {"csv": "CSV", "constants": "constants", "calculon_system": "--calculon-system"}
+
+
+def _empty_argument(argv) -> str | None:
+    """The option (or 'an argument') given an empty or blank value, else None."""
+    for i, a in enumerate(argv):
+        if a.startswith("--") and a.endswith("=") and len(a) > 3:
+            return a[:-1]
+        if not a.strip():
+            prev = argv[i - 1] if i else ""
+            return prev if prev.startswith("-") else "an argument"
+    return None
+
+
+def _check_paths(args) -> None:
+    """Usage errors (ValueError) for an input that is empty, missing or a directory,
+    and a --plots directory that is an input, inside one, or cannot be created."""
+    from collectives.files import check_input, check_output
+    inputs = []
+    for attr, name in _INPUTS.items():
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        option = name if name.startswith("-") else (
+            "--constants" if attr == "constants" and args.command == "step" else name)
+        inputs.append(check_input(str(value), option=option))
+    if getattr(args, "plots", None) is not None:
+        args.plots = check_output(str(args.plots), inputs=inputs, option="--plots",
+                                  directory=True, overwrite=True, parents=True)
+
+
 def main(argv=None) -> int:
     """Run the CLI; returns the exit status (2 for usage errors and invalid inputs)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    empty = _empty_argument(argv)
+    if empty:  # argparse's type=Path would turn "" into "." (the current directory)
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {empty} is empty", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     try:
+        _check_paths(args)  # inputs readable, --plots usable: before any work
         result = COMMANDS[args.command]["run"](args)
         if result is None:
             return 0

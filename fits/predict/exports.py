@@ -147,7 +147,17 @@ def levels(constants: Mapping, sizes: Mapping | None = None) -> list:
 
 
 def _link_note(lnk: topo_mod.Link, size: int, what: str) -> str:
-    return f"{what} ({size}): {lnk.describe()}"
+    """``tier 0 = intra (4 processors): latency 2.4 µs, bandwidth 6 GB/s (source)``."""
+    return (f"{what}: latency {lnk.latency * 1e6:.4g} µs, bandwidth "
+            f"{lnk.bandwidth / 1e9:.4g} GB/s ({_short(lnk)})")
+
+
+def _short(lnk: topo_mod.Link) -> str:
+    if lnk.source.startswith("headline"):
+        if lnk.latency_status == lnk.bandwidth_status:
+            return f"headline, {lnk.latency_status}"
+        return f"headline: latency {lnk.latency_status}, bandwidth {lnk.bandwidth_status}"
+    return "first/last ping-pong segment: the file has no headline"
 
 
 def _per_byte(lnk, collective, algorithm, p):
@@ -219,7 +229,8 @@ def calculon_networks(constants: Mapping, *, algorithm: str = "ring",
         nets.append({"bandwidth": lnk.bandwidth / 1e9, "efficiency": 1.0, "size": size,
                      "latency": lat, "ops": ops, "must_be_filled": False,
                      "processor_usage": 0.0})
-        notes.append(_link_note(lnk, size, f"tier {len(nets) - 1} = {name}, processors"))
+        notes.append(_link_note(lnk, size, f"tier {len(nets) - 1} = {name} ({size} "
+                                                f"processors)"))
         # size where the omitted (message) or added (allreduce) latency is 1% of the
         # all-reduce's bandwidth term at p = size
         per_byte = float(_per_byte(lnk, "allreduce", algorithm, size))
@@ -286,7 +297,8 @@ def astra_yaml(constants: Mapping, *, topology: str = "Switch",
         npus.append(size)
         bws.append(bw_mult / (lnk.beta * ASTRA_BYTES_PER_GB))
         lats.append(lnk.latency * 1e9 / lat_div)
-        notes.append(_link_note(lnk, size, f"dimension {len(npus) - 1} = {name}, NPUs"))
+        notes.append(_link_note(lnk, size, f"dimension {len(npus) - 1} = {name} ({size} "
+                                                f"NPUs)"))
     notes.append(f"{backend} on {topology}: a message to a neighbour crosses {hops} link(s)"
                  + (f", each serializing it: link bandwidth × {bw_mult}"
                     if bw_mult > 1 else "") + "; latency per link = latency / "
@@ -371,7 +383,7 @@ def simgrid_files(constants: Mapping, *, sizes: Mapping | None = None) -> Export
         lnk = inter[0]
         attrs["bw"] = f"{_num(lnk.bandwidth)}Bps"
         attrs["lat"] = f"{_num(lnk.latency / 2)}s"
-        notes.append(_link_note(lnk, nodes, "inter, hosts") + "; private links carry it")
+        notes.append(_link_note(lnk, nodes, f"private links = inter ({nodes} hosts)"))
     else:  # one host: the private link is never used
         lnk = intra[0]
         attrs["bw"] = f"{_num(lnk.bandwidth)}Bps"
@@ -380,8 +392,8 @@ def simgrid_files(constants: Mapping, *, sizes: Mapping | None = None) -> Export
         lnk = intra[0]
         attrs["loopback_bw"] = f"{_num(lnk.bandwidth)}Bps"
         attrs["loopback_lat"] = f"{_num(lnk.latency)}s"
-        notes.append(_link_note(lnk, cores, "intra, cores per host")
-                     + "; the loopback link carries it")
+        notes.append(_link_note(lnk, cores, f"loopback = intra ({cores} cores per "
+                                            f"host)"))
     ET.SubElement(root, "cluster", attrs)
     ET.indent(root)
     xml = ("<?xml version='1.0'?>\n"
@@ -425,8 +437,8 @@ def alpa_mesh(constants: Mapping, *, algorithm: str = "ring", time_unit: str = "
         names.append(name)
         alphas.append(_latency_term(lnk, "allreduce", algorithm, k) / unit)
         betas.append((per_byte / factor if factor > 0 else lnk.beta) / unit)
-        notes.append(_link_note(lnk, k, f"mesh dimension {len(shape) - 1} = {name}, "
-                                         f"devices") + f"; {algorithm} all-reduce formula")
+        notes.append(_link_note(lnk, k, f"mesh dimension {len(shape) - 1} = {name} "
+                                         f"({k} devices), {algorithm} all-reduce"))
     doc = {"mesh_shape": shape, "mesh_dims": names, "mesh_alpha": alphas,
            "mesh_beta": betas, "time_unit": time_unit, "byte_unit": "B",
            "algorithm": algorithm,
@@ -448,9 +460,8 @@ def colossalai_mesh(constants: Mapping, *, algorithm: str = "ring",
         names.append(name)
         alphas.append(_latency_term(lnk, "allreduce", algorithm, k))
         betas.append(per_byte * 1e10)
-        notes.append(_link_note(lnk, k, f"mesh dimension {len(shape) - 1} = {name}, "
-                                         f"devices") + f"; {algorithm} all-reduce formula: "
-                     f"alpha = its latency term, algbw = 1 / its seconds per byte")
+        notes.append(_link_note(lnk, k, f"mesh dimension {len(shape) - 1} = {name} "
+                                         f"({k} devices), {algorithm} all-reduce"))
     doc = {"mesh_shape": shape, "mesh_dims": names, "mesh_alpha": alphas,
            "mesh_beta": betas, "algorithm": algorithm,
            "convention": "ColossalAI AlphaBetaProfiler: mesh_alpha seconds, mesh_beta = "
