@@ -500,6 +500,13 @@ def _median_ci(x, confidence):
     return float(np.median(x)), [f(lo), f(hi)]
 
 
+def _node_value(fit, mask, name) -> str:
+    """Median bandwidth (GB/s) or latency (µs) of the links in ``mask``, as text."""
+    if name == "bandwidth":
+        return f"median {np.median(1e-9 / fit.beta[mask]):.4g} GB/s"
+    return f"median α {np.median(fit.alpha[mask]) * 1e6:.4g} µs"
+
+
 def _min_node_effect(options, name):
     return options.node_min_effect if name == "bandwidth" else options.latency_min_effect
 
@@ -618,10 +625,12 @@ def analyze(data: LinksData, options: Options = Options(), progress=None) -> Ana
                     "slowdown": float(np.exp(uu[k])), "z": float(zz[k]),
                     "links": int(m.sum()),
                     "links_slower": int(np.sum(np.expm1(resid) > min_eff)),
-                    "evidence": (f"{name} {float(np.exp(uu[k])):.2f}x its tier's median "
-                                 f"(median over its {int(m.sum())} links; "
-                                 f"{int(np.sum(np.expm1(resid) > min_eff))} of them more "
-                                 f"than {min_eff:.0%} slower), robust z = {zz[k]:.1f}")})
+                    "evidence": (f"{name} {_node_value(fit, m, name)} over its "
+                                 f"{int(m.sum())} links, {float(np.exp(uu[k])):.2f}x "
+                                 f"slower than their tiers' medians; "
+                                 f"{int(np.sum(np.expm1(resid) > min_eff))} of the links "
+                                 f"more than {min_eff:.0%} slower; robust z = "
+                                 f"{zz[k]:.1f}")})
     # links: residual after suspect nodes' effects, z within tier
     sus_links, link_z = [], {}
     for name, (resid, u, deg, centers) in eff.items():
