@@ -103,7 +103,14 @@ def _topology_time(constants, name, lvl, collective, algorithm, p, n, share):
         how = "joint"
     else:
         from . import hierarchy
-        view = topo_mod.topology_view(constants)["topologies"][name]
+        try:
+            lnk = topo_mod.link(constants, name)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (or price with the fitted constants of collcost's "
+                             f"own algorithms: --pricing fitted)") from None
+        view = {"ranks_per_node": 1, "nodes": 1, "algorithms": {},
+                "p2p": {"alpha": lnk.latency, "beta": lnk.beta},
+                "gamma": {"value": lnk.gamma}}
         times = np.stack([np.broadcast_to(hierarchy.collective_time(
             view, collective, a, p, n, share=share), np.broadcast(
                 np.asarray(p), np.asarray(n)).shape) for a in names])
