@@ -5,7 +5,7 @@ agree), fits every topology and algorithm (see :mod:`fits.fit`), writes a valida
 constants file atomically, prints the summary table and draws PNG plots.  With one
 run directory and no ``--out``, the constants go to ``RUN_DIR/constants.json`` and the
 plots to ``RUN_DIR/plots/`` (when matplotlib is installed).  An existing constants file
-or non-empty plot directory is replaced only with ``--force``.  Progress and the paths
+or non-empty plot directory is replaced only with ``--overwrite``.  Progress and the paths
 written go to stderr.  Exit status: 0 done, 2 bad usage or unusable input (nothing
 written), 1 unexpected failure.  (``collcost fit`` is the same command.)
 """
@@ -24,6 +24,8 @@ from . import model, segments, summary
 from .fit import FitError, FitOptions, fit_runs
 
 EXIT_USAGE = 2
+#: Most bootstrap replicates (each holds a copy of the point table's times).
+MAX_BOOTSTRAP = 10000
 PROG = "python -m fits"
 #: Name of the constants file (and of the plot directory) written into a run by default.
 DEFAULT_NAME = "constants.json"
@@ -52,7 +54,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                              f"shipped schema; written atomically). Default with one "
                              f"RUN_DIR: RUN_DIR/{DEFAULT_NAME}; needed when several "
                              f"RUN_DIRs are pooled. An existing FILE is replaced only "
-                             f"with --force")
+                             f"with --overwrite")
     parser.add_argument("--plots", metavar="DIR",
                         help=f"draw one PNG per fitted entry into DIR: time vs size "
                              f"(log-log) with fitted curves and bootstrap band, residuals "
@@ -61,7 +63,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                              f"with --out: no plots unless --plots is given")
     parser.add_argument("--no-plots", action="store_true",
                         help="draw no plots (also not the default RUN_DIR/plots/)")
-    parser.add_argument("--force", action="store_true",
+    parser.add_argument("--overwrite", "--force", action="store_true",
                         help="replace an existing constants file and draw into a "
                              "non-empty plot directory (default: refuse, exit 2)")
     parser.add_argument("--loss", choices=model.LOSSES, default="linear",
@@ -70,7 +72,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                              "slower)")
     parser.add_argument("--bootstrap", type=int, default=200, metavar="N",
                         help="bootstrap replicates for the confidence intervals "
-                             "(default 200; 0 disables intervals)")
+                             "(default 200; 0 disables intervals; at most 10000)")
     parser.add_argument("--bootstrap-points", action=argparse.BooleanOptionalAction,
                         default=True,
                         help="also resample the points themselves (Poisson weights), "
@@ -96,7 +98,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 def _outputs(args, say):
     """(constants path, plot directory or None), checked before any work: never one of
-    the runs' files, never an existing file or non-empty directory without --force."""
+    the runs' files, never an existing file or non-empty directory without --overwrite."""
     inputs = [Path(run) / name for run in args.runs for name in RUN_FILES]
     if args.out is None:
         if len(args.runs) > 1:
@@ -108,7 +110,7 @@ def _outputs(args, say):
         out_text = str(run / DEFAULT_NAME)
     else:
         out_text = args.out
-    out = check_output(out_text, inputs=inputs, option="--out", overwrite=args.force)
+    out = check_output(out_text, inputs=inputs, option="--out", overwrite=args.overwrite)
     plots = args.plots
     if args.no_plots:
         if plots:
@@ -130,11 +132,11 @@ def _outputs(args, say):
     except RuntimeError as exc:
         raise UsageError(f"--plots: {exc}") from None
     try:
-        check_output(plots, inputs=inputs, option="--plots", overwrite=args.force,
+        check_output(plots, inputs=inputs, option="--plots", overwrite=args.overwrite,
                      directory=True, parents=True)
     except UsageError as exc:
         if "not empty" in str(exc):
-            raise UsageError(f"{exc} (it holds plots of an earlier fit? --force draws "
+            raise UsageError(f"{exc} (it holds plots of an earlier fit? --overwrite draws "
                              f"over them, --plots DIR draws elsewhere, --no-plots skips)"
                              ) from None
         raise
@@ -151,8 +153,14 @@ def main(argv=None, prog: str = PROG) -> int:
     def say(msg):
         print(f"[fits] {msg}", file=sys.stderr, flush=True)
 
-    if args.bootstrap < 0:
-        return _error(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    if not 0 <= args.bootstrap <= MAX_BOOTSTRAP:  # bounded before anything is allocated
+        return _error(f"--bootstrap must be between 0 and {MAX_BOOTSTRAP}, got "
+                      f"{args.bootstrap}")
+    if not 0 <= args.seed < 2**63:
+        return _error(f"--seed must be between 0 and 2^63-1, got {args.seed}")
+    empty = [r for r in args.runs if not str(r).strip()]
+    if empty:
+        return _error("RUN_DIR is empty (an empty path)")
     if not 0 < args.confidence < 1:
         return _error(f"--confidence must be between 0 and 1, got {args.confidence}")
     try:

@@ -1,5 +1,5 @@
 """python -m fits RUN with no --out: RUN/constants.json and RUN/plots/, never replacing
-what is there without --force, never touching the run's own files."""
+what is there without --overwrite, never touching the run's own files."""
 from __future__ import annotations
 
 import hashlib
@@ -55,7 +55,7 @@ def test_default_output_next_to_the_run(run, capsys):
     assert {k: after[k] for k in before} == before  # the run's files are untouched
 
 
-def test_refuses_to_replace_without_force(run, capsys):
+def test_refuses_to_replace_without_overwrite(run, capsys):
     assert main([str(run), "--bootstrap", "0", "--quiet", "--no-plots"]) == 0
     first = (run / "constants.json").read_bytes()
     capsys.readouterr()
@@ -64,19 +64,21 @@ def test_refuses_to_replace_without_force(run, capsys):
     assert err.count("\n") == 1 and "--out" in err and "exists" in err
     assert (run / "constants.json").read_bytes() == first
     assert main([str(run), "--bootstrap", "0", "--quiet", "--no-plots", "--seed", "3",
-                 "--force"]) == 0
+                 "--overwrite"]) == 0
     assert "replaced" in capsys.readouterr().err
+    # --force is the same option (what other tools call it)
+    assert main([str(run), "--bootstrap", "0", "--quiet", "--no-plots", "--force"]) == 0
 
 
 @pytest.mark.skipif(not _plots_available(), reason="matplotlib not installed")
-def test_existing_plots_need_force(run, capsys):
+def test_existing_plots_need_overwrite(run, capsys):
     (run / "plots").mkdir()
     (run / "plots" / "old.png").write_bytes(b"x")
     assert main([str(run), "--bootstrap", "0", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "--plots" in err and "not empty" in err and "--force" in err
+    assert "--plots" in err and "not empty" in err and "--overwrite" in err
     assert not (run / "constants.json").exists()  # nothing written
-    assert main([str(run), "--bootstrap", "0", "--quiet", "--force"]) == 0
+    assert main([str(run), "--bootstrap", "0", "--quiet", "--overwrite"]) == 0
     assert len(list((run / "plots").glob("*.png"))) > 1
 
 
@@ -90,7 +92,7 @@ def test_explicit_out_draws_no_default_plots(run, tmp_path, capsys):
 @pytest.mark.parametrize("name", ["metadata.json", "points.jsonl", "points.csv"])
 def test_never_writes_over_an_input(run, capsys, name):
     before = (run / name).read_bytes()
-    assert main([str(run), "--out", str(run / name), "--force", "--bootstrap", "0",
+    assert main([str(run), "--out", str(run / name), "--overwrite", "--bootstrap", "0",
                  "--no-plots"]) == 2
     assert "refusing to overwrite an input" in capsys.readouterr().err
     assert (run / name).read_bytes() == before

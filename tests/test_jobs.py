@@ -150,7 +150,7 @@ class TestSlurmCommands:
         assert [module_of(c) for c in pys] == ["collectives.merge", "fits"]
         assert pys[0]["args"][2:] == [f"{out}/launch-1", f"{out}/launch-2", "--out", f"{out}/merged"]
         assert pys[1]["args"][2:] == [f"{out}/merged", "--out", f"{out}/constants.json",
-                                      "--force"]
+                                      "--overwrite"]
         # order: sweeps, merge, fit, then the world check
         order = [module_of(c) if c["tool"] == "python3" else "srun" for c in calls]
         assert order.index("fits") < len(order) - 2 and order[-1] == "collectives.sweep"
@@ -206,7 +206,7 @@ class TestPbsCommands:
         assert "4,8,12" in runs[1]["args"]  # world: 1, 2 and all 3 nodes
         fits_calls = [c for c in calls if c["tool"] == "python3" and module_of(c) == "fits"]
         assert fits_calls[0]["args"][2:] == [f"{out}/launch-1", "--out", f"{out}/constants.json",
-                                              "--force"]
+                                              "--overwrite"]
         assert not any(module_of(c) == "collectives.merge" for c in calls if c["tool"] == "python3")
 
     def test_outside_a_job(self, fakes, tmp_path):

@@ -22,7 +22,7 @@
 # with --point-timeout, so a dead node ends the job instead of hanging it; every
 # completed point stays on disk, and resubmitting with the same COLLCOST_OUT resumes
 # the interrupted launch (--resume) and skips completed ones; the fit is redone
-# (--force replaces $COLLCOST_OUT/constants.json).
+# (--overwrite replaces $COLLCOST_OUT/constants.json).
 
 set -euo pipefail
 
@@ -72,7 +72,7 @@ if [ "${#runs[@]}" -ge 2 ]; then
   fit_input=("$OUT/merged")
 fi
 log "fitting ${fit_input[*]}"
-"$PY" -m fits "${fit_input[@]}" --out "$OUT/constants.json" --force ${FIT_ARGS[@]+"${FIT_ARGS[@]}"}
+"$PY" -m fits "${fit_input[@]}" --out "$OUT/constants.json" --overwrite ${FIT_ARGS[@]+"${FIT_ARGS[@]}"}
 
 # the all-reduce over 1, 2, 4, .. whole nodes, to compare with hierarchical predictions
 if [ "$WORLD" = 1 ] && [ "$NODES" -ge 2 ] && [ "$RANKS_PER_NODE" -ge 2 ]; then
