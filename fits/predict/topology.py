@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from collectives import costs
 
-__all__ = ["Link", "link", "links", "p2p_time", "flat_time", "topology_view", "TOPOLOGIES"]
+__all__ = ["Link", "link", "links", "p2p_time", "flat_time", "TOPOLOGIES"]
 
 #: Topology names of a constants file, innermost first.
 TOPOLOGIES = ("intra", "inter")
@@ -135,23 +135,6 @@ def links(constants: Mapping) -> dict:
 def p2p_time(lnk: Link, nbytes):
     """Seconds of one message of ``nbytes`` on the link (registry ``pingpong``)."""
     return costs.predict("pingpong", "native", 1, nbytes, lnk.latency, lnk.beta)
-
-
-def topology_view(constants: Mapping) -> dict:
-    """A constants dict whose levels carry only the topology constants.
-
-    Each level keeps ``ranks_per_node``/``nodes``, gets ``p2p`` = {alpha: latency,
-    beta: 1/bandwidth} and its γ, and drops the fitted ``algorithms`` (our Python
-    implementation's, which include its per-step software cost), so that
-    :mod:`fits.predict.hierarchy` prices every stage with the registry formulas and the
-    network's constants.
-    """
-    out = {}
-    for name, lnk in links(constants).items():
-        out[name] = {"ranks_per_node": lnk.ranks_per_node, "nodes": lnk.nodes,
-                     "p2p": {"alpha": lnk.latency, "beta": lnk.beta},
-                     "gamma": {"value": lnk.gamma}, "algorithms": {}}
-    return {"topologies": out}
 
 
 def flat_time(constants: Mapping, collective: str, algorithm: str, nodes: int,
