@@ -58,10 +58,11 @@ def describe_label(label: str) -> str:
     return f"{label}: {LABEL_HELP[how]}"
 
 
-def _native_model(lvl: Mapping, collective: str):
-    ident = ((lvl.get("algorithms") or {}).get(collective, {}).get(costs.NATIVE) or {}) \
-        .get("identified") or {}
-    return ident if ident.get("segments") and lvl.get("joint") else None
+def _native_model(constants: Mapping, name: str, collective: str):
+    """The identified native model when the topology also has joint constants."""
+    from fits import constants as constants_mod
+    model = constants_mod.native_model(constants, name, collective)
+    return model if model and constants_mod.joint_constants(constants, name) else None
 
 
 def _scaled_joint(joint: Mapping, share: float) -> dict:
@@ -141,8 +142,8 @@ def stage_time(constants: Mapping, name: str, collective: str, algorithm, p, n, 
             names = np.full(np.shape(t), algorithm, dtype=object)
         return t, np.asarray([f"{a}@fitted" for a in np.ravel(names)],
                              dtype=object).reshape(np.shape(t))
-    model = _native_model(lvl, collective) if pricing == "library" and algorithm is None \
-        else None
+    model = _native_model(constants, name, collective) \
+        if pricing == "library" and algorithm is None else None
     if model is not None:
         try:
             from fits import native
