@@ -110,7 +110,14 @@ def _outputs(args, say):
         out_text = str(run / DEFAULT_NAME)
     else:
         out_text = args.out
-    out = check_output(out_text, inputs=inputs, option="--out", overwrite=args.overwrite)
+    try:
+        out = check_output(out_text, inputs=inputs, overwrite=args.overwrite,
+                           option="--out" if args.out is not None else "constants file")
+    except UsageError as exc:
+        if "exists" in str(exc) and not args.overwrite:
+            raise UsageError(f"{exc}; --overwrite replaces it, --out FILE writes "
+                             f"elsewhere") from None
+        raise
     plots = args.plots
     if args.no_plots:
         if plots:

@@ -61,7 +61,8 @@ def test_refuses_to_replace_without_overwrite(run, capsys):
     capsys.readouterr()
     assert main([str(run), "--bootstrap", "0", "--quiet", "--no-plots"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--out" in err and "exists" in err
+    assert err.count("\n") == 1 and "constants file" in err and "exists" in err
+    assert "--overwrite replaces it" in err
     assert (run / "constants.json").read_bytes() == first
     assert main([str(run), "--bootstrap", "0", "--quiet", "--no-plots", "--seed", "3",
                  "--overwrite"]) == 0
