@@ -39,6 +39,11 @@ _UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 10**3,
           "mb": 10**6, "gb": 10**9}
 _SIZE = re.compile(r"^(\d+)\s*([kmg]?i?b)$", re.IGNORECASE)
 _OPS = {name: op for op, _, name in SUPPORTED_OPS}
+#: Largest buffer one case may use (bytes): --counts sizes and --large, checked before
+#: anything is allocated.
+MAX_CASE_BYTES = 1 << 30
+#: Largest element count of --counts (N or p+K).
+MAX_CASE_COUNT = 1 << 27
 #: Collectives that take a reduction op.
 _REDUCING = ("reduce_scatter", "allreduce")
 
@@ -88,9 +93,17 @@ def parse_counts(text: str) -> list[str]:
     if not tokens:
         raise ValueError("--counts is empty")
     for t in tokens:
-        if not (t.isdigit() or re.fullmatch(r"p([+-]\d+)?", t) or _SIZE.match(t)):
+        m = _SIZE.match(t)
+        if not (re.fullmatch(r"\d{1,12}", t) or re.fullmatch(r"p([+-]\d{1,12})?", t) or m):
             raise ValueError(f"--counts: cannot read {t!r}; expected N, p, p-K, p+K or a "
                              "size such as 8MiB")
+        if m and len(m.group(1)) > 15 or m and \
+                int(m.group(1)) * _UNITS[m.group(2).lower()] > MAX_CASE_BYTES:
+            raise ValueError(f"--counts {t}: larger than the limit of {MAX_CASE_BYTES} "
+                             "bytes per case")
+        if not m and int(t.lstrip("p+") or 0) > MAX_CASE_COUNT and "-" not in t:
+            raise ValueError(f"--counts {t}: more than the limit of {MAX_CASE_COUNT} "
+                             "elements per case")
     return tokens
 
 
@@ -142,7 +155,7 @@ def _roots(spec: str, p: int) -> list[int]:
         return list(range(p))
     roots = set()
     for t in spec.split(","):
-        roots.add(p - 1 if t == "last" else int(t))
+        roots.add(p - 1 if t.strip() == "last" else int(t))
     return sorted(r for r in roots if r < p)
 
 
@@ -165,7 +178,7 @@ def build_cases(p, selection, dtypes, ops, count_tokens, large, roots):
                         cases.append(Case(p, coll, alg, dtype, op, count, root))
                         if coll == "allreduce" and dtype == dtypes[0]:
                             cases.append(Case(p, coll, alg, dtype, op, count, root, True))
-        if large:
+        if large and coll_roots:
             dtype = dtypes[0]
             cases.append(Case(p, coll, alg, dtype, coll_ops[0],
                               large // np.dtype(dtype).itemsize, coll_roots[0]))
@@ -283,6 +296,8 @@ def _list(choices, what):
 
 def _ranks(text):
     try:
+        if any(len(t.strip()) > 12 for t in text.split(",")):
+            raise ValueError
         ranks = sorted({int(t) for t in text.split(",") if t.strip()})
     except ValueError:
         raise argparse.ArgumentTypeError(f"--ranks must be a comma list of whole "
@@ -296,17 +311,41 @@ def _size(text):
     m = _SIZE.match(text.strip())
     if text.strip() == "0":
         return 0
-    if not m:
+    if not m or len(m.group(1)) > 15:
         raise argparse.ArgumentTypeError(f"--large must be a size such as 8MiB or 0, "
                                          f"got {text!r}")
-    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+    n = int(m.group(1)) * _UNITS[m.group(2).lower()]
+    if n > MAX_CASE_BYTES:
+        raise argparse.ArgumentTypeError(f"--large {text}: larger than the limit of "
+                                         f"{MAX_CASE_BYTES} bytes (1 GiB)")
+    return n
 
 
 def _roots_arg(text):
-    if text != "all" and not all(t == "last" or t.isdigit() for t in text.split(",")):
+    if text != "all" and not all(t.strip() == "last" or t.strip().isdigit() and
+                                 len(t.strip()) <= 12 for t in text.split(",")):
         raise argparse.ArgumentTypeError(f"--roots must be 'all' or a comma list of ranks "
                                          f"and 'last', got {text!r}")
     return text
+
+
+def _seed(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed must be a whole number, got {text!r}") \
+            from None
+    if not 0 <= n < 2**63:
+        raise argparse.ArgumentTypeError(f"--seed must be between 0 and 2^63-1, got {n}")
+    return n
+
+
+def _unused_roots(spec: str, ranks) -> list:
+    """Roots of ``--roots`` that no selected communicator has (``last`` always fits)."""
+    if spec == "all":
+        return []
+    top = max(ranks)
+    return [int(t) for t in spec.split(",") if t.strip() != "last" and int(t) >= top]
 
 
 def build_parser(algorithms=None):
@@ -347,7 +386,8 @@ def build_parser(algorithms=None):
                         help="memory the algorithms run on (default numpy); the native "
                              "reference always uses host memory")
     gpu.add_arguments(parser, buffer=False)
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=_seed, default=0,
+                        help="random seed, 0 to 2^63-1 (default 0)")
     parser.add_argument("--verbose", action="store_true",
                         help="print every case, not only the summary per algorithm")
     return parser
@@ -379,6 +419,17 @@ def main(argv=None, *, algorithms=None) -> int:
         selection = _selection(args, algorithms)
         if not selection:
             raise _UsageError("no algorithm of --algorithms belongs to --collectives")
+        unused = _unused_roots(args.roots, ranks)
+        if unused and any(c == "bcast" for c, _ in selection):
+            raise _UsageError(f"--roots {args.roots}: root {unused[0]} is not a rank of "
+                              f"any communicator checked (the largest has {max(ranks)} "
+                              f"ranks: 0..{max(ranks) - 1})")
+        empty = [f"{c}/{a}" for c, a in selection
+                 if not any(build_cases(p, [(c, a)], args.dtypes, args.ops, count_tokens,
+                                        args.large, args.roots) for p in ranks)]
+        if empty:
+            raise _UsageError(f"the options select no case for {', '.join(empty)} (check "
+                              "--counts, --roots, --large, --ranks)")
     except (_UsageError, ValueError) as exc:
         if world.Get_rank() == 0:
             parser.print_usage(sys.stderr)

@@ -11,7 +11,7 @@ import argparse
 import sys
 import warnings
 
-from .results import CHECKED_METADATA, RunFormatError, merge_runs
+from .results import CHECKED_METADATA, MERGE_OPTIONS, RunFormatError, merge_runs
 
 __all__ = ["build_parser", "main"]
 
@@ -24,10 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Merge run directories written by launches of the same sweep into "
                     "a new run directory (metadata.json, points.jsonl, points.csv). Each "
                     "point keeps the id of the launch that measured it (column 'launch'). "
-                    f"Refused when these differ between runs: {checked}.")
+                    f"Refused when these differ between runs: {checked}; the "
+                    f"measurement options {', '.join(MERGE_OPTIONS)}; or when a launch's "
+                    "point is in two inputs. Exit status 2 (nothing written) for every "
+                    "refusal or bad input.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (at least 2)")
     p.add_argument("--out", required=True, metavar="DIR",
-                   help="new run directory to write (must not exist or be empty)")
+                   help="new run directory to write (must not exist or be empty, nor be "
+                        "inside an input); it appears whole or not at all")
     return p
 
 

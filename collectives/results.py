@@ -279,20 +279,47 @@ def metadata_differences(metas: list[tuple[str, dict]]) -> list[str]:
     return problems
 
 
+#: Stored options that change what a point measures: merged launches must agree on
+#: them (which points a launch measured -- collectives, sizes, ranks -- may differ).
+MERGE_OPTIONS = ("dtype", "op", "sync", "buffer", "target_ci", "time_budget", "min_reps",
+                 "max_reps")
+
+
+def option_differences(metas: list[tuple[str, dict]], names=MERGE_OPTIONS) -> list[str]:
+    """Sentences naming each stored option of ``names`` on which the runs
+    ``[(name, metadata), ...]`` disagree with the first."""
+    problems = []
+    (first_name, first), rest = metas[0], metas[1:]
+    ref = first.get("options") if isinstance(first.get("options"), dict) else {}
+    for name, meta in rest:
+        mine = meta.get("options") if isinstance(meta.get("options"), dict) else {}
+        for k in names:
+            if ref.get(k) != mine.get(k):
+                problems.append(f"option {k} differs: {first_name} has {ref.get(k)!r}, "
+                                f"{name} has {mine.get(k)!r}")
+    return problems
+
+
 def merge_runs(paths, out_path) -> Run:
     """Merge launches of the same sweep into a new run directory ``out_path``.
 
     Every row keeps its ``launch`` id.  Refuses (``ValueError``, nothing written) runs
     whose checked metadata (:data:`CHECKED_METADATA`: MPI library and version, world
-    size, nodes, ranks per node, dtype, op, sync, buffer, tuning variables, GPU)
-    disagree, a run given twice, and an ``out_path`` that exists and is not empty.
-    Truncated last lines of the inputs are dropped with a warning.
+    size, nodes, ranks per node, dtype, op, sync, buffer, tuning variables, GPU) or
+    measurement options (:data:`MERGE_OPTIONS`) disagree, a run given twice, a point
+    of one launch found in two inputs, and an ``out_path`` that is empty, exists and
+    is not empty, or is inside an input.  The output directory appears whole or not
+    at all (collectives.rundir.create_run_dir).  Truncated last lines of the inputs
+    are dropped with a warning.
     """
+    from .files import check_output
+    if any(p is None or not str(p).strip() for p in paths):
+        raise UsageError("RUN is empty (an empty path)")
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
         raise ValueError(f"merge needs at least 2 runs, got {len(paths)}")
+    check_output(out_path, inputs=paths, option="--out", directory=True, parents=True)
     out_path = Path(out_path)
-    _check_new_dir(out_path)
     runs = []
     for p in paths:
         with warnings.catch_warnings(record=True) as caught:
@@ -307,7 +334,8 @@ def merge_runs(paths, out_path) -> Run:
             raise ValueError(f"run {run.run_id} given twice ({seen[run.run_id]} and "
                              f"{run.path})")
         seen[run.run_id] = run.path
-    problems = metadata_differences([(str(r.path), r.metadata) for r in runs])
+    metas = [(str(r.path), r.metadata) for r in runs]
+    problems = metadata_differences(metas) + option_differences(metas)
     if problems:
         raise ValueError("refusing to merge runs with different metadata:\n  "
                          + "\n  ".join(problems))
@@ -328,18 +356,7 @@ def merge_runs(paths, out_path) -> Run:
     meta["merged_from"] = [{"path": str(r.path), "run_id": r.run_id,
                             "date_utc": r.metadata.get("date_utc")} for r in runs]
     body = "".join(_dumps(r, separators=(",", ":")) + "\n" for r in rows)
-    meta_text = _dumps(meta, indent=2) + "\n"
-    out_path.mkdir(parents=True, exist_ok=True)
-    try:
-        atomic_write_text(out_path / POINTS_FILE, body)
-        atomic_write_text(out_path / CSV_FILE, _csv_text(rows))
-        atomic_write_text(out_path / METADATA_FILE, meta_text)  # last: marks complete
-    except BaseException:
-        for f in (METADATA_FILE, POINTS_FILE, CSV_FILE):
-            try:
-                (out_path / f).unlink()
-            except OSError:
-                pass
-        raise
+    files = {POINTS_FILE: body, CSV_FILE: _csv_text(rows),
+             METADATA_FILE: _dumps(meta, indent=2) + "\n"}
+    rundir.create_run_dir(out_path, files, option="--out").release()
     return read_run(out_path)
-

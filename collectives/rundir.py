@@ -349,7 +349,9 @@ def read_metadata(path, kinds, schema_version: int) -> dict:
     if not str(path).strip():
         raise RunDirError("the run directory path is empty")
     if not path.is_dir():
-        raise RunDirError(f"{path}: not a run directory (no such directory)")
+        raise RunDirError(f"{path}: not a run directory ("
+                          + ("not a directory" if path.exists() else "no such directory")
+                          + ")")
     if not mfile.is_file():
         raise RunDirError(f"{path}: not a run directory (no {METADATA_FILE})")
     try:
