@@ -693,16 +693,46 @@ def _run(argv) -> int:
     return status
 
 
+def _step_deadline(opts, plan) -> float:
+    """Longest a rank may wait for one step to end (0: no deadline): every point of
+    one pair at its --point-timeout, plus two more (the empty-message probe of
+    ``--direction both``; rank 0 writing the step)."""
+    if opts.point_timeout <= 0:
+        return 0.0
+    return (plan.directions * len(plan.sizes) + 2) * opts.point_timeout
+
+
+def _step_end(ctrl, last: bool):
+    """Post this rank's part of a step's end: a nonblocking MAX-allreduce of one flag,
+    1 only from rank 0 after the last step.  Returns (request, result array)."""
+    from .mpi import MPI
+    flag = np.array([1 if last else 0], dtype=np.int32)
+    result = np.zeros(1, dtype=np.int32)
+    return ctrl.Iallreduce(flag, result, op=MPI.MAX), result, flag
+
+
 def _follow(world, ctrl, opts, plan, ends, watchdog, hooks) -> int:
-    """Every rank but 0: wait (sleeping) for an assignment, measure, send rows back."""
+    """Every rank but 0.  Every step ends with a small nonblocking allreduce on
+    ``ctrl`` that rank 0 joins once the step's rows are in (its flag says whether that
+    was the last step).  While it waits -- sleeping in short polls, under a deadline,
+    so a stopped or starved rank 0 never leaves the job hanging -- a rank takes the
+    assignment rank 0 may send, measures it and sends the rows back."""
+    deadline = _step_deadline(opts, plan)
     while True:
-        _sleepy_probe(ctrl, 0, _TAG_WORK)
-        a = ctrl.recv(source=0, tag=_TAG_WORK)
-        if a is None:
+        req, result, _flag = _step_end(ctrl, False)
+        watchdog.arm("links step (waiting for rank 0)", deadline, what="phase")
+        while not req.Test():
+            if ctrl.Iprobe(source=0, tag=_TAG_WORK):
+                a = ctrl.recv(source=0, tag=_TAG_WORK)
+                rows = _measure(world, opts, plan, ends, a, watchdog, hooks)
+                if a.leader:
+                    _sleepy_send(ctrl, rows, 0, _TAG_ROWS)
+                watchdog.arm("links step (waiting for rank 0)", deadline, what="phase")
+            else:
+                time.sleep(_POLL_S)
+        watchdog.disarm()
+        if result[0]:
             return 0
-        rows = _measure(world, opts, plan, ends, a, watchdog, hooks)
-        if a.leader:
-            _sleepy_send(ctrl, rows, 0, _TAG_ROWS)
 
 
 def _coordinate(argv, world, ctrl, layout, opts, plan, ends, stored, run_id, watchdog,
@@ -727,6 +757,7 @@ def _coordinate(argv, world, ctrl, layout, opts, plan, ends, stored, run_id, wat
     at_abort(writer.release)  # a deadline or an error on rank 0 frees the run's lock
     progress = Progress(max(1, (plan.rounds - start_round) * plan.steps_per_round),
                         every=2.0)
+    deadline = _step_deadline(opts, plan)
     for step in plan.steps(start_round):
         told = plan.assignments(step, ends, ledger)
         if not told:
@@ -736,12 +767,17 @@ def _coordinate(argv, world, ctrl, layout, opts, plan, ends, stored, run_id, wat
         rows = []
         if 0 in told:  # endpoint 0 is world rank 0: the leader of its pair
             rows += _measure(world, opts, plan, ends, told[0], watchdog, hooks)
+        watchdog.arm(f"links step {step.index} (collecting the pairs' rows)", deadline,
+                     what="phase")
         _wait_all(sends)
         waiting = {r for r, a in told.items() if a.leader and r != 0}
         while waiting:
             src, _ = _sleepy_probe(ctrl, _any_source(), _TAG_ROWS)
             rows += ctrl.recv(source=src, tag=_TAG_ROWS)
             waiting.discard(src)
+        req, _result, _flag = _step_end(ctrl, False)  # the step is over for everyone
+        _wait_all([req])
+        watchdog.disarm()
         writer.append(rows)
         for r in rows:
             ledger.mark(r["src"], r["dst"], r["bytes"], r["median_s"])
@@ -751,8 +787,10 @@ def _coordinate(argv, world, ctrl, layout, opts, plan, ends, stored, run_id, wat
                           "correct=false)\n")
         progress.update(f"round {step.round + 1}/{plan.rounds}: {len(told) // 2} "
                         f"pair(s), {ledger.count()}/{plan.points} points")
-    _wait_all([ctrl.isend(None, dest=r, tag=_TAG_WORK)
-               for r in range(1, world.Get_size())])
+    watchdog.arm("links end (every rank leaving)", deadline, what="phase")
+    req, _result, _flag = _step_end(ctrl, True)  # the last step: every rank leaves
+    _wait_all([req])
+    watchdog.disarm()
     progress.close()
     csv_path = writer.finish()
     print(summary(ledger, plan, ends))

@@ -220,3 +220,15 @@ def test_summary_at_1024_endpoints_is_bounded():
     assert "523776" in text  # every link counted
     at = next(i for i, line in enumerate(lines) if line.startswith("per endpoint"))
     assert "node0007" in lines[at + 1], text  # the slowest endpoint is listed first
+
+
+@pytest.mark.parametrize("fault", ["point:1@0=stop", "before-point:2@1=stop"])
+def test_a_stopped_rank_ends_the_job(tmp_path, fault):
+    """Rank 0 stopped after its first point (its partner and the idle rank are left
+    waiting), or rank 1 stopped inside its pair: a deadline ends the job (status 3)."""
+    run = tmp_path / "run"
+    p = launch(3, ["--mode", "rank", "--sizes", "8,64K", "--point-timeout", "3",
+                   "--out", run] + TINY, env={"COLLCOST_TEST_FAULT": fault}, timeout=90)
+    # Hydra reports the worst exit it saw (the stopped rank is killed with SIGKILL)
+    assert p.returncode not in (0, 124), (p.returncode, p.stderr[-2000:])
+    assert "exceeded" in p.stderr and "aborting" in p.stderr
