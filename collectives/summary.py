@@ -67,8 +67,6 @@ __all__ = ["FORMATS", "format_table", "format_osu", "nccl_documents", "format_nc
 PROG = "python -m collectives.summary"
 FORMATS = ("table", "osu", "nccl", "csv")
 ALL_KINDS = COLLECTIVES + AUXILIARY
-#: Layouts that print only communication (no reduce_local).
-_COMM_ONLY = ("osu", "nccl")
 
 #: OSU benchmark names (the word in "# OSU MPI <name> Latency Test").
 OSU_NAMES = {"bcast": "Broadcast Latency Test", "reduce_scatter": "Reduce_scatter Latency Test",
