@@ -90,7 +90,7 @@ def scenario_results(comm, MPI):
     with the arguments operations.prepare builds (divisible and ragged blocks)."""
     from collectives.operations import prepare
     rank, p = comm.Get_rank(), comm.Get_size()
-    for nbytes in (4 * p, 4 * p + 4, 4 << 20):
+    for nbytes in (4, 4 * p, 4 * p + 4, 4 << 20):  # 4 B at p = 3: ranks with no element
         count = nbytes // 4
         # allreduce
         pt = prepare(comm, "allreduce", "native", nbytes, "float32", "sum")
