@@ -206,8 +206,9 @@ def _legend(wide: bool) -> str:
 
 def format_table(rows, *, wide: bool = False, legend: bool = True) -> str:
     """The human summary: one line per point, sorted by topology, ranks, collective,
-    algorithm, size.  Columns are as wide as their content; the default columns fit
-    100 columns for every collective, algorithm and flag name collcost has."""
+    algorithm, size (for a merged run, one section per launch).  Columns are as wide
+    as their content; the default columns fit 100 columns for every collective,
+    algorithm and flag name collcost has."""
     cols = list(_NARROW) + (list(_WIDE) if wide else []) + [_FLAGS]
     rows = sorted(rows, key=_sort_key)
     cells = [[fn(r) for _, _, fn in cols] for r in rows]
@@ -220,8 +221,17 @@ def format_table(rows, *, wide: bool = False, legend: bool = True) -> str:
         return " ".join(out).rstrip()
 
     lines = [_legend(wide)] if legend else []
-    lines.append(line([h for h, _, _ in cols]))
-    lines += [line(c) for c in cells]
+    launches = list(dict.fromkeys(r.get("launch") for r in rows))
+    if len(launches) <= 1:
+        lines.append(line([h for h, _, _ in cols]))
+        lines += [line(c) for c in cells]
+        return "\n".join(lines)
+    # a merged run: one section per launch (same columns, aligned across sections)
+    for launch in sorted(launches, key=str):
+        mine = [c for c, r in zip(cells, rows) if r.get("launch") == launch]
+        lines += ["", f"launch {launch}: {len(mine)} point(s)",
+                  line([h for h, _, _ in cols])]
+        lines += [line(c) for c in mine]
     return "\n".join(lines)
 
 

@@ -96,6 +96,16 @@ class TestTable:
         line = summary.format_table([row], wide=True, legend=False).splitlines()[1]
         assert "37.0" not in line and " 4 " in line
 
+    def test_merged_run_one_section_per_launch(self):
+        rows = [_row("allreduce", nbytes=n, launch=launch) for launch in ("B", "A")
+                for n in (8, 1024)]
+        lines = summary.format_table(rows, legend=False).splitlines()
+        assert [line for line in lines if line.startswith("launch ")] == [
+            "launch A: 2 point(s)", "launch B: 2 point(s)"]
+        assert sum(line.startswith("collective ") for line in lines) == 2
+        data = [line for line in lines if line.startswith("allreduce")]
+        assert len(data) == 4
+
     def test_large_table_is_bounded(self):
         """10^5 points (a 1024-node sweep's order of magnitude) format in seconds."""
         base = _all_rows()
