@@ -394,25 +394,36 @@ def build(lib: dict | None = None, *, root: Path | None = None) -> dict:
                               f"{ENV_CACHE})") from None
     key = _key(lib, tools)
     dest = base / key
-    record_path = dest / "build.json"
-    if record_path.is_file():
-        record = json.loads(record_path.read_text())
-        record["cached"] = True
-    else:
+    record = _cached(dest)
+    if record is None:
         try:
             fh = _locked(base / f"{key}.lock", LOCK_TIMEOUT_S)
         except OSError as exc:
             raise LoopUnavailable(f"build lock in {base}: {exc.strerror or exc}") from None
         try:
-            if record_path.is_file():  # built by another rank while we waited
-                record = json.loads(record_path.read_text())
-                record["cached"] = True
-            else:
+            record = _cached(dest)  # built by another rank while we waited?
+            if record is None:
+                if dest.exists():  # damaged (shared object or record missing): redo
+                    shutil.rmtree(dest, ignore_errors=True)
                 record = _build(lib, tools, dest)
                 record["cached"] = False
         finally:
             fh.close()
     record["path"] = str(dest / LIBRARY_NAME)
+    return record
+
+
+def _cached(dest: Path) -> dict | None:
+    """The build record in ``dest`` when it is whole (a record that reads, and the
+    shared object a successful build names), else None."""
+    try:
+        record = json.loads((dest / "build.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or (record.get("ok")
+                                        and not (dest / LIBRARY_NAME).is_file()):
+        return None
+    record["cached"] = True
     return record
 
 
@@ -486,7 +497,9 @@ def load() -> Loop:
         record = build(lib)
         if not record.get("ok"):
             raise LoopUnavailable("no build succeeded: " + "; ".join(
-                f"{a['how']} ({a['command'][0]}): {a['error']}" for a in record["attempts"]))
+                f"{a['how']} ({a['command'][0]}): {a['error']}" for a in record["attempts"])
+                + (f" (a failure cached in {Path(record['path']).parent}: remove it to "
+                   "retry)" if record.get("cached") else ""))
         loop = Loop(record["path"], record, lib)
     except (LoopUnavailable, OSError, ValueError) as exc:
         _STATE.update(error=str(exc), record=record, library=lib)

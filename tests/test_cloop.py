@@ -296,6 +296,10 @@ def test_cache_reused_and_rebuilt_when_the_library_changes(tmp_path):
     rec = cloop.build(lib, root=tmp_path / "cache")
     assert rec["ok"] and rec["cached"] is False and rec["path"] != first["path"]
     assert cloop.build(lib, root=tmp_path / "cache")["cached"] is True
+    # a damaged cache entry (shared object gone) is rebuilt, not trusted
+    Path(rec["path"]).unlink()
+    again = cloop.build(lib, root=tmp_path / "cache")
+    assert again["cached"] is False and Path(again["path"]).is_file()
     # ... and at another path (another installation): new key again
     moved = dict(info["library"], path=str(tmp_path / "copy" / "libmpi.so.12"))
     assert cloop._key(moved, info["tools"]) != cloop._key(info["library"], info["tools"])
