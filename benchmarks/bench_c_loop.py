@@ -248,6 +248,10 @@ def run(args) -> int:
             print(f"{s:>9} {rm * 1e6:>9.3f} {cm * 1e6:>10.3f} {cm / rm:>7.3f} "
                   f"{(cm - rm) * 1e6:>+8.3f} {float(np.median(ours - ref)) * 1e6:>+9.3f} "
                   f"{pm * 1e6:>10.3f} {pm / rm:>7.3f}  {text}")
+        for s in sizes[:1]:  # launch-to-launch spread: how busy the machine was
+            print(f"  per-launch medians at {s} B (µs): reference "
+                  + " ".join(f"{r[s][0] * half * 1e6:.3f}" for r in res["ref"])
+                  + "; C loop " + " ".join(f"{r[s][0] * half * 1e6:.3f}" for r in res["ours"]))
     print(f"\nall targets {'met' if met else 'NOT met'}; load average at end "
           f"{os.getloadavg()[0]:.1f}")
     print("rerun on a quiet machine: " + " ".join(shlex.quote(a) for a in
