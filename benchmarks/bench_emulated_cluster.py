@@ -21,6 +21,16 @@ Needs root.  Takes a few minutes; progress on stderr, results on stdout (and in
 small sizes are noisy; the β comparison rests on the large sizes.
 
     python benchmarks/bench_emulated_cluster.py --rate 200mbit --layouts 2x2,4x1
+
+Issue #10 (``--native-check``): on 4 hosts x 1 rank, the topology's joint constants
+(``fits.joint``) predict every measured collective (median error at >= 64 KiB per
+collective), the native collectives are identified as registry algorithms
+(``fits.native``) and checked against MPICH forced to known algorithms, and the largest
+rank count is predicted from the smaller ones (held out)::
+
+    python benchmarks/bench_emulated_cluster.py --native-check --rate 20mbit \
+        --sizes 8,4K,16K,64K,128K,256K,512K,1M --time-budget 0.4 --out /tmp/nc
+    python benchmarks/bench_emulated_cluster.py --native-check --reuse /tmp/nc
 """
 from __future__ import annotations
 
@@ -65,14 +75,15 @@ def say(msg: str) -> None:
     print(f"[bench-emulated] {msg}", file=sys.stderr, flush=True)
 
 
-def sweep(cluster, out: Path, args, *extra) -> Path:
-    """Run one sweep launch on ``cluster`` into ``out``; raise if it fails."""
+def sweep(cluster, out: Path, args, *extra, env=None) -> Path:
+    """Run one sweep launch on ``cluster`` into ``out`` (``env``: extra variables for
+    every rank); raise if it fails."""
     cmd = [sys.executable, "-m", "mpi4py", "-m", "collectives.sweep", "--out", str(out),
            "--sizes", args.sizes, "--time-budget", str(args.time_budget),
            "--point-timeout", str(args.point_timeout), "--seed", "1", *extra]
     say(f"{cluster.hosts} host(s) x {cluster.ranks_per_host}: {' '.join(cmd[3:])}")
-    result = cluster.run(cmd, timeout=args.timeout, env={"PYTHONPATH": str(ROOT)},
-                         capture=False)
+    result = cluster.run(cmd, timeout=args.timeout,
+                         env={"PYTHONPATH": str(ROOT), **(env or {})}, capture=False)
     if not result.ok:
         raise SystemExit(f"sweep failed (exit status {result.returncode}): {result.diagnosis}")
     return out
@@ -160,6 +171,175 @@ def hierarchical_rows(consts: dict, world_run: Path, nodes: int, q: int) -> list
     return rows
 
 
+# ----------------------------------------------------------------------------------
+# issue 10: joint constants and native collectives that extrapolate
+# ----------------------------------------------------------------------------------
+
+#: MPICH algorithm-selection settings of the native check (device collectives off): each
+#: launch forces one known algorithm per collective; ``fits.native`` must name it.
+FORCED = (
+    {"MPIR_CVAR_ALLREDUCE_INTRA_ALGORITHM": "ring",
+     "MPIR_CVAR_BCAST_INTRA_ALGORITHM": "binomial",
+     "MPIR_CVAR_REDUCE_SCATTER_INTRA_ALGORITHM": "pairwise"},
+    {"MPIR_CVAR_ALLREDUCE_INTRA_ALGORITHM": "recursive_doubling",
+     "MPIR_CVAR_BCAST_INTRA_ALGORITHM": "scatter_ring_allgather",
+     "MPIR_CVAR_REDUCE_SCATTER_INTRA_ALGORITHM": "recursive_halving"},
+    {"MPIR_CVAR_ALLREDUCE_INTRA_ALGORITHM": "reduce_scatter_allgather"},
+)
+NATIVE_COLLECTIVES = "allreduce,bcast,reduce_scatter"
+#: Sizes from which the issue's 10% targets apply.
+TARGET_BYTES = 65536
+
+
+def native_sweeps(args, out: Path) -> list:
+    """Measure the all-algorithm run and one native run per :data:`FORCED` setting."""
+    hosts = args.hosts
+    ranks = ",".join(str(p) for p in range(2, hosts + 1))
+    common = ("--topology", "inter", "--ranks", ranks, "--min-reps", "5",
+              "--max-reps", "40")
+    runs = []
+    with emulate.EmulatedCluster(hosts, 1, args.rate) as cluster:
+        runs.append(sweep(cluster, out / "run-all", args, *common, "--algorithms", "all"))
+        for i, env in enumerate(FORCED, 1):
+            env = {"MPIR_CVAR_DEVICE_COLLECTIVES": "none", **env}
+            runs.append(sweep(cluster, out / f"run-forced{i}", args, *common,
+                              "--collectives", NATIVE_COLLECTIVES + ",pingpong",
+                              "--algorithms", "native", env=env))
+    return runs
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _pct(x):
+    return "-" if x is None else f"{x * 100:.1f}%"
+
+
+def native_check(out: Path, bootstrap: int, fit_ranks=None, test_ranks=None) -> dict:
+    """Fit ``out/run-all``; identify and extrapolate the native collectives of every run.
+
+    Prints (1) each collective's median error at >= 64 KiB when predicted from the
+    topology's joint constants, (2) per native collective and run the identified
+    algorithm against the one MPICH was told to use, (3) the held-out rank count:
+    identification on ``fit_ranks``, prediction at ``test_ranks`` (default: all but
+    the largest, the largest).
+    """
+    import numpy as np
+
+    from collectives.results import read_run
+    from fits import joint, native
+
+    runs = sorted(p for p in out.glob("run-*") if (p / "metadata.json").exists())
+    base = out / "run-all"
+    if not (base / "metadata.json").exists():
+        raise SystemExit(f"bench_emulated_cluster: error: {base} is not a run directory")
+    cpath = out / "constants-all.json"
+    if cpath.exists():
+        cpath.unlink()
+    consts = fit(base, cpath, bootstrap)
+    topo = consts["topologies"]["inter"]
+    jc = topo["joint"]
+    per = jc["errors"]["per_entry"]
+    print(f"\nJoint constants of 'inter' ({jc['regime_key']}-keyed regimes, "
+          f"{len(jc['regimes'])} regime(s)): "
+          + ", ".join(f"{k} {v['value']:.4g} ({v['status']})"
+                      for k, v in jc["constants"].items() if v.get("value") is not None))
+    print(f"Per collective, predicted from them through the registry, sizes >= "
+          f"{TARGET_BYTES >> 10} KiB:")
+    print(f"{'entry':<34} {'points':>6} {'median err':>10} {'max err':>8}")
+    rows = []
+    for key, e in sorted(per.items()):
+        if key.startswith(("pingpong/", "reduce_local/")) or e["median_rel_large"] is None:
+            continue
+        rows.append({"entry": key, **e})
+        print(f"{key:<34} {e['points_large']:>6} {_pct(e['median_rel_large']):>10} "
+              f"{_pct(e['max_rel_large']):>8}")
+    print(f"median over collectives: {_pct(_median([r['median_rel_large'] for r in rows]))}; "
+          f"pooled median over points: {_pct(jc['errors']['median_rel_large'])}")
+
+    # the held-out check uses nothing measured at the held-out rank count: the joint
+    # constants are refitted on the smaller rank counts of run-all
+    from fits.fit import FitOptions, fit_points
+    base_run = read_run(base)
+    all_ranks = sorted(set(int(p) for p in base_run.points["ranks"]))
+    fr_default = fit_ranks or [p for p in all_ranks if p < max(all_ranks)]
+    keep = base_run.points[base_run.points["ranks"].isin(fr_default)
+                           | base_run.points["collective"].isin(["pingpong"])]
+    keep = keep[keep["ranks"] <= max(fr_default)]
+    jc_ho = fit_points(keep, FitOptions(bootstrap=0),
+                       metadata=base_run.metadata).constants["topologies"]["inter"]["joint"]
+    ident_rows, held_rows, held_points = [], [], []
+    for run_dir in runs:
+        run = read_run(run_dir)
+        truth = native.forced_algorithms(run.metadata.get("env"), run.metadata)
+        pts = run.points[(run.points["algorithm"] == "native")
+                         & (run.points["collective"].isin(
+                             ["allreduce", "bcast", "reduce_scatter", "allgather"]))
+                         & (run.points["topology"] == "inter")]
+        for collective, q in pts.groupby("collective"):
+            ranks = q["ranks"].to_numpy()
+            n, t = q["bytes"].to_numpy(dtype=float), q["median_s"].to_numpy(dtype=float)
+            w = joint.point_weights(q)
+            model = native.identify(jc, collective, ranks, n, t, weights=w,
+                                    leave_one_out=False)
+            forced = truth.get(collective)
+            ident_rows.append({
+                "run": run_dir.name, "collective": collective, "forced": forced,
+                "identified": [(s["algorithm"], s["equivalent"], s["min_bytes"],
+                                s["max_bytes"], s["weight"]) for s in model["segments"]],
+                "correct": None if forced is None else native.names_algorithm(model, forced),
+                "fit_median_large": model["errors"]["median_rel_large"]})
+            measured = sorted(set(int(p) for p in ranks))
+            fr = fit_ranks or [p for p in measured if p in fr_default]
+            tr = test_ranks or [p for p in measured if p not in fr]
+            if len(measured) < 2:
+                continue
+            ho = native.held_out(jc_ho, collective, ranks, n, t, fr, tr, weights=w)
+            big = ho["bytes"] >= TARGET_BYTES
+            rel = np.abs(ho["predicted"] - ho["measured"]) / ho["measured"]
+            held_points += rel[big].tolist()
+            held_rows.append({"run": run_dir.name, "collective": collective,
+                              "fit_ranks": list(fr), "test_ranks": list(tr),
+                              "algorithms": [s["algorithm"] for s in ho["model"]["segments"]],
+                              "median_large": float(np.median(rel[big])) if big.any() else None,
+                              "max_large": float(np.max(rel[big])) if big.any() else None})
+    print("\nNative collectives: identified registry algorithm(s) per size segment "
+          "(BIC weight) vs the algorithm MPICH was forced to use")
+    print(f"{'run':<12} {'collective':<15} {'forced':<19} {'right':>5}  identified")
+    for r in ident_rows:
+        text = "; ".join(f"{a}{''.join('|' + e for e in eq)} {lo}-{hi} B ({w:.2f})"
+                         for a, eq, lo, hi, w in r["identified"])
+        ok = "-" if r["correct"] is None else ("yes" if r["correct"] else "NO")
+        print(f"{r['run']:<12} {r['collective']:<15} {r['forced'] or '(library)':<19} "
+              f"{ok:>5}  {text}")
+    forced_rows = [r for r in ident_rows if r["correct"] is not None]
+    print(f"named the forced algorithm: {sum(r['correct'] for r in forced_rows)} of "
+          f"{len(forced_rows)}")
+    if held_rows:
+        fr, tr = held_rows[0]["fit_ranks"], held_rows[0]["test_ranks"]
+        print(f"\nHeld-out rank count: joint constants refitted and natives identified on "
+              f"p={','.join(map(str, fr))} only, predicted at p={','.join(map(str, tr))}, "
+              f"sizes >= {TARGET_BYTES >> 10} KiB")
+        print(f"{'run':<12} {'collective':<15} {'median err':>10} {'max err':>8}  model")
+        for r in held_rows:
+            print(f"{r['run']:<12} {r['collective']:<15} {_pct(r['median_large']):>10} "
+                  f"{_pct(r['max_large']):>8}  {', '.join(r['algorithms'])}")
+        print(f"held-out median error over all {len(held_points)} points >= "
+              f"{TARGET_BYTES >> 10} KiB: {_pct(_median(held_points))}; median over "
+              f"collectives: {_pct(_median([r['median_large'] for r in held_rows]))}")
+    result = {"joint": {"constants": jc["constants"], "regime_key": jc["regime_key"],
+                        "per_collective": rows,
+                        "median_over_collectives": _median(
+                            [r["median_rel_large"] for r in rows]),
+                        "pooled_median": jc["errors"]["median_rel_large"]},
+              "identification": ident_rows, "held_out": held_rows,
+              "held_out_median": _median(held_points)}
+    (out / "native-check.json").write_text(json.dumps(result, indent=1, default=str))
+    return result
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python benchmarks/bench_emulated_cluster.py",
@@ -181,7 +361,45 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None,
                    help="directory for runs, constants and summary.json "
                         "(default data/emulated-<time>)")
+    p.add_argument("--native-check", action="store_true",
+                   help="issue 10 instead: on --hosts hosts x 1 rank, sweep every "
+                        "algorithm and the native collectives (p = 2..hosts), then native "
+                        "ones with MPICH forced to known algorithms; print each "
+                        "collective's error predicted from the topology's joint "
+                        "constants, whether the identification names the forced "
+                        "algorithm, and the error at the held-out largest rank count "
+                        "(fitted on the smaller ones). Use a low --rate (20mbit-50mbit) "
+                        "so that the links, not the CPUs, are the bottleneck")
+    p.add_argument("--hosts", type=int, default=4,
+                   help="hosts of --native-check (default 4; at least 3)")
+    p.add_argument("--reuse", type=Path, metavar="DIR",
+                   help="with --native-check: analyse the run directories already in DIR "
+                        "(run-all, run-forced*) instead of measuring (no root needed)")
     args = p.parse_args(argv)
+    if args.native_check:
+        if args.hosts < 3:
+            p.exit(2, "bench_emulated_cluster: error: --hosts must be >= 3 for "
+                      "--native-check (a held-out rank count needs two others)\n")
+        if args.reuse is not None:
+            if not args.reuse.is_dir():
+                p.exit(2, f"bench_emulated_cluster: error: --reuse {args.reuse} is not a "
+                          "directory\n")
+            native_check(args.reuse, args.bootstrap)
+            return 0
+        try:
+            emulate.parse_rate(args.rate)
+            emulate.check_available()
+        except (ValueError, emulate.EmulationUnavailable) as e:
+            p.exit(2, f"bench_emulated_cluster: error: {e}\n")
+        out = args.out or ROOT / "data" / time.strftime("native-check-%Y%m%dT%H%M%S")
+        if out.exists() and any(out.iterdir()):
+            p.exit(2, f"bench_emulated_cluster: error: --out {out} exists and is not "
+                      "empty\n")
+        out.mkdir(parents=True, exist_ok=True)
+        native_sweeps(args, out)
+        native_check(out, args.bootstrap)
+        say(f"wrote {out}")
+        return 0
     try:
         rate_bps = emulate.parse_rate(args.rate)
         emulate.check_available()

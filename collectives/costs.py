@@ -52,7 +52,7 @@ import numpy as np
 __all__ = [
     "CostModel", "COLLECTIVES", "AUXILIARY", "COSTS", "NATIVE",
     "algorithms", "cost_model", "coefficients", "predict", "lower_bound",
-    "busbw_factor", "size_convention", "step_bytes", "predict_steps",
+    "busbw_factor", "size_convention", "step_bytes", "predict_steps", "crowding",
 ]
 
 #: The collectives the sweep times, in the order they are reported.
@@ -296,17 +296,35 @@ def step_bytes(collective: str, algorithm: str, p, nbytes):
         return np.where(a > 0, b * n / np.where(a > 0, a, 1.0), n)
 
 
+def crowding(p):
+    """Ranks beyond two that move data at once: ``max(p - 2, 0)``.
+
+    Multiplies the per-byte contention term of :func:`predict_steps`: ranks that share
+    a resource (CPU cores of an oversubscribed or emulated cluster, a node's memory
+    bandwidth, a NIC) each get less of it as more of them transfer together.  A
+    ping-pong (2 ranks) carries none.
+    """
+    return np.maximum(_p(p) - 2, 0)
+
+
 def predict_steps(collective: str, algorithm: str, p, nbytes, alpha, beta, gamma=0.0,
-                  step_cost=0.0, call_cost=0.0):
-    """Time with software costs: ``a(p) (α + step_cost) + b(p) n β + c(p) n γ + call_cost``.
+                  step_cost=0.0, call_cost=0.0, byte_cost=0.0, contention=0.0):
+    """Time with software costs and contention::
+
+        a(p) (α + step_cost) + b(p) n (β + byte_cost + contention · crowding(p))
+            + c(p) n γ + call_cost
 
     ``step_cost``: what one message step of the implementation adds beyond the network
     (Python work around each send/receive of the hand-written algorithms);
-    ``call_cost``: a once-per-call cost (the MPI library's own collective entry).
+    ``call_cost``: a once-per-call cost (the MPI library's own collective entry);
+    ``byte_cost``: what the implementation adds per byte it moves (copies);
+    ``contention``: seconds per byte per rank beyond two (:func:`crowding`).
     """
     a, b, c = coefficients(collective, algorithm, p)
     n = np.asarray(nbytes, dtype=float)
-    return a * (alpha + step_cost) + b * n * beta + c * n * gamma + call_cost
+    return (a * (alpha + step_cost)
+            + b * n * (beta + byte_cost + contention * crowding(p))
+            + c * n * gamma + call_cost)
 
 
 def _moves_data(p):

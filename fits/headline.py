@@ -14,7 +14,8 @@
   intercept is never called latency: past a protocol switch it measures handshakes,
   pipelining or (under a token-bucket emulation) a negative burst credit.
 * **bandwidth** -- ``1/β`` of the *large-message regime*: the ping-pong's last size
-  segment, found with a free intercept (the design ``[1, -1, n]`` lets the intercept
+  segment (the later of the bounded fit's and a free-intercept fit's last breakpoints,
+  keeping at least :data:`LARGE_MIN_SIZES` sizes), fitted with a free intercept (the design ``[1, -1, n]`` lets the intercept
   take either sign), so that a negative intercept such as ``-burst/rate`` under a
   ``tc tbf`` link does not tilt β.  The intercept is kept as ``intercept_s`` (a
   nuisance: not a latency).
@@ -170,7 +171,7 @@ def _latency(n, t, reps, confidence, breakpoints, ranks):
     return out
 
 
-def _bandwidth(n, t, reps, confidence, opts_segments, ranks):
+def _bandwidth(n, t, reps, confidence, opts_segments, ranks, p2p_breakpoints=()):
     sizes = np.unique(n)
     # free intercept: α+ - α- + n β, all >= 0 for the solver
     X = np.column_stack([np.ones_like(n), -np.ones_like(n), n])
@@ -178,7 +179,12 @@ def _bandwidth(n, t, reps, confidence, opts_segments, ranks):
                                 min_sizes=max(4, LARGE_MIN_SIZES + 1)) \
         if sizes.size >= 2 else None
     bps = tuple(fit.breakpoints) if fit is not None else ()
-    large = sizes[sizes >= bps[-1]] if bps else sizes
+    # the later of the two segmentations' last breakpoints that leaves enough sizes
+    starts = [b for b in (bps[-1:] + tuple(p2p_breakpoints)[-1:])
+              if np.sum(sizes >= b) >= LARGE_MIN_SIZES]
+    start = max(starts) if starts else None
+    bps = bps if start is None else tuple(b for b in bps if b < start) + (start,)
+    large = sizes[sizes >= start] if start is not None else sizes
     sel = np.isin(n, large)
     Xh = model.hockney_design(n[sel])[:, :2]
     free = _free_solve(Xh, t[sel], np.ones(int(sel.sum())))
@@ -235,4 +241,5 @@ def p2p_headline(nbytes, times, reps, *, confidence=0.95, breakpoints=(),
     t = np.asarray(times, dtype=float)
     ranks = sorted(int(p) for p in ranks)
     return {"latency": _latency(n, t, reps, confidence, tuple(breakpoints), ranks),
-            "bandwidth": _bandwidth(n, t, reps, confidence, segments_option, ranks)}
+            "bandwidth": _bandwidth(n, t, reps, confidence, segments_option, ranks,
+                                    tuple(breakpoints))}

@@ -6,7 +6,7 @@ Here a topology's **α, β, γ** are fitted *jointly* from the ping-pong, the re
 kernel (``reduce_local``) and every measured registry algorithm, each algorithm priced
 through the registry (:func:`collectives.costs.predict_steps`)::
 
-    T = a(p) (α_r + s_impl) + b(p) n β_r + c(p) n γ_g + o_impl
+    T = a(p) (α_r + s_impl) + b(p) n (β_r + d_impl + κ max(p - 2, 0)) + c(p) n γ_g + o_impl
 
 * ``r``: the protocol regime -- the ping-pong's size segment (:mod:`fits.segments`)
   containing either the step's mean message size ``b(p) n / a(p)``
@@ -18,10 +18,21 @@ through the registry (:func:`collectives.costs.predict_steps`)::
   ``tc tbf`` bucket refills between ping-pong messages but is drained by a collective's
   back-to-back steps);
 * ``g``: the reduction kernel's size segment (cache effects) holding the same block size;
-* ``s_impl``, ``o_impl``: the software cost of an *implementation* per message step and
-  per call -- ``python`` for the hand-written algorithms (the Python work around each
-  message), ``kernel`` (per call only) for the timed local reduction.  The ping-pong
-  carries none: α is the point-to-point latency as seen through mpi4py.
+* ``s_impl``, ``o_impl``, ``d_impl``: the software cost of an *implementation* per
+  message step, per call and per byte moved -- ``python`` for the hand-written
+  algorithms (the Python work and copies around each message), ``kernel`` (per call
+  only) for the timed local reduction.  The ping-pong carries none: α is the
+  point-to-point latency as seen through mpi4py;
+* ``κ`` (``contention``): seconds per byte for each rank beyond two that transfers at
+  the same time (:func:`collectives.costs.crowding`): ranks that share CPU cores (an
+  oversubscribed or emulated cluster), a node's memory bandwidth or a NIC slow each
+  other down.  Fitted from the algorithms measured at several rank counts; 0 when
+  nothing is shared;
+* the ping-pong's points in the largest regime (when there are several) may take a
+  negative offset (``pingpong_offset_s`` ≤ 0, a nuisance): a token bucket that refills
+  between ping-pong messages makes ``t ≈ (n - burst)/rate`` there, and holding the
+  intercept at α ≥ 0 would tilt β (the headline's bandwidth fit uses a free intercept
+  for the same reason).
 
 Fitted on relative error weighted by each point's precision (:func:`point_weights`),
 every constant ≥ 0 (:func:`fits.model.solve`); columns
@@ -50,10 +61,13 @@ LARGE_BYTES = 65536
 IMPLEMENTATIONS = ("python", "kernel")
 #: Relative model error assumed beside each point's own noise (:func:`point_weights`).
 MODEL_FLOOR = 0.05
+#: Most α, β regimes searched.
+MAX_REGIMES = 3
 #: What selects a point's α, β regime (chosen per topology by the smaller residual).
 REGIME_KEYS = ("message", "path")
-_MODEL = ("T = a(p) (alpha_r + step_s) + b(p) n beta_r + c(p) n gamma_g + call_s; r, g: "
-          "regime of the step's mean message bytes b(p) n / a(p)")
+_MODEL = ("T = a(p) (alpha_r + step_s) + b(p) n (beta_r + byte_s + contention max(p-2, 0))"
+          " + c(p) n gamma_g + call_s; r: regime of the step's message or path bytes, g: "
+          "kernel segment of the step's message bytes")
 
 
 @dataclass
@@ -86,7 +100,7 @@ def regime_bytes(key, collective, algorithm, p, n):
 
 
 def _columns(coll, alg, p, n, regimes, gbps, impl, key="message"):
-    """Design rows (m × K) of one group of points; K = 2R + G + 3."""
+    """Design rows (m × K) of one group of points; K = 2R + G + 6."""
     R, G = len(regimes) + 1, len(gbps) + 1
     a, b, c = costs.coefficients(coll, alg, p)
     if coll == "reduce_local":  # the kernel: n γ plus a per-call harness cost
@@ -94,15 +108,19 @@ def _columns(coll, alg, p, n, regimes, gbps, impl, key="message"):
     m = costs.step_bytes(coll, alg, p, n)
     r = segments.assign(regime_bytes(key, coll, alg, p, n), regimes)
     g = segments.assign(m, gbps)
-    X = np.zeros((len(n), 2 * R + G + 3))
+    X = np.zeros((len(n), 2 * R + G + 6))
     rows = np.arange(len(n))
     X[rows, r] = a
     X[rows, R + r] = b * n
     X[rows, 2 * R + g] = c * n
     base = 2 * R + G
+    X[:, base + 4] = b * n * costs.crowding(p)
+    if coll == "pingpong" and R > 1:  # burst credit of the large-message ping-pong
+        X[r == R - 1, base + 5] = -1.0
     if impl == "python":
         X[:, base] = a
         X[:, base + 1] = 1.0
+        X[:, base + 3] = b * n
     elif impl == "kernel":
         X[:, base + 2] = 1.0
     return X
@@ -111,7 +129,8 @@ def _columns(coll, alg, p, n, regimes, gbps, impl, key="message"):
 def _names(R, G):
     return ([f"alpha_{i}" for i in range(R)] + [f"beta_{i}" for i in range(R)]
             + [f"gamma_{i}" for i in range(G)]
-            + ["python_step_s", "python_call_s", "kernel_call_s"])
+            + ["python_step_s", "python_call_s", "kernel_call_s", "python_byte_s",
+               "contention_s_per_B", "pingpong_credit_s"])
 
 
 def _impl(collective, algorithm):
@@ -125,7 +144,7 @@ def _impl(collective, algorithm):
 def design(frame, regimes, gbps, key="message"):
     """Joint design of a point table (rows: pingpong, reduce_local, registry entries)."""
     R, G = len(regimes) + 1, len(gbps) + 1
-    X = np.zeros((len(frame), 2 * R + G + 3))
+    X = np.zeros((len(frame), 2 * R + G + 6))
     colls = frame["collective"].to_numpy()
     algs = frame["algorithm"].to_numpy()
     p = frame["ranks"].to_numpy()
@@ -185,22 +204,46 @@ def fit_joint(frame, reps, *, p2p_breakpoints=(), gamma_breakpoints=(),
     colls = frame["collective"].to_numpy()
     if not np.any(colls != "reduce_local"):
         return None
-    regimes = tuple(float(b) for b in p2p_breakpoints)
     gbps = tuple(float(b) for b in gamma_breakpoints)
-    R, G = len(regimes) + 1, len(gbps) + 1
+    G = len(gbps) + 1
     t = frame["median_s"].to_numpy(dtype=float)
     pw = point_weights(frame)
-    tried = {}
-    for key in REGIME_KEYS:
+    m = float(len(t))
+    sizes = np.unique(frame["bytes"].to_numpy(dtype=float))
+    sizes = sizes[sizes > 0]
+
+    def attempt(key, regimes):
         Xk = design(frame, regimes, gbps, key)
         ik = model.identifiable_columns(Xk, t)
         th = model.solve(Xk, t, active=ik, weights=pw)
         r = model.relative_residuals(Xk, t, th)
-        tried[key] = (Xk, ik, th, float(np.sum(pw * r * r)))
-        if not regimes:
-            break  # one regime: the keys coincide
-    regime_key = min(tried, key=lambda k: tried[k][3])
-    X, ident, theta, _ = tried[regime_key]
+        rss = float(np.sum(pw * r * r))
+        k = int(ik.sum()) + segments.BREAKPOINT_PARAMETERS * len(regimes)
+        bic = m * np.log(max(rss / m, segments.RESIDUAL_FLOOR ** 2)) + k * np.log(m)
+        return {"X": Xk, "ident": ik, "theta": th, "rss": rss, "bic": float(bic),
+                "regimes": regimes, "key": key}
+
+    tried = []
+    for key in REGIME_KEYS:
+        # the ping-pong's protocol breakpoints, then a greedy search over the sizes
+        tried.append(attempt(key, tuple(float(b) for b in p2p_breakpoints)))
+        current = attempt(key, ())
+        tried.append(current)
+        for _ in range(MAX_REGIMES - 1):
+            options = [attempt(key, tuple(sorted(current["regimes"] + (float(b),))))
+                       for b in sizes if float(b) not in current["regimes"]]
+            if not options:
+                break
+            step = min(options, key=lambda o: o["bic"])
+            if step["bic"] >= current["bic"]:
+                break
+            current = step
+            tried.append(current)
+    best = min(tried, key=lambda o: o["bic"])
+    regime_key, regimes = best["key"], best["regimes"]
+    X, ident, theta = best["X"], best["ident"], best["theta"]
+    R = len(regimes) + 1
+    from_p2p = tuple(regimes) == tuple(float(b) for b in p2p_breakpoints)
     names = _names(R, G)
     B = 0 if reps is None else reps.count
     rep_theta = free_theta = None
@@ -234,8 +277,11 @@ def fit_joint(frame, reps, *, p2p_breakpoints=(), gamma_breakpoints=(),
     for i, (lo, hi) in enumerate(_regime_edges(gbps)):
         g_entries.append({"min_bytes": lo, "max_bytes": hi, "gamma": const(2 * R + i)})
     base = 2 * R + G
-    software = {"python": {"step_s": const(base), "call_s": const(base + 1)},
+    software = {"python": {"step_s": const(base), "call_s": const(base + 1),
+                           "byte_s": const(base + 3)},
                 "kernel": {"call_s": const(base + 2)}}
+    contention = const(base + 4)
+    pingpong_offset = -float(theta[base + 5])
     pred = X @ theta
     rel = np.abs(pred - t) / t
     n = frame["bytes"].to_numpy()
@@ -257,8 +303,13 @@ def fit_joint(frame, reps, *, p2p_breakpoints=(), gamma_breakpoints=(),
     entry = {
         "model": _MODEL,
         "regime_key": regime_key,
-        "regime_rss": {k: v[3] for k, v in tried.items()},
+        "regime_source": ("the ping-pong's breakpoints" if from_p2p else
+                          "searched over the measured sizes (BIC)"),
+        "regime_bic": {f"{o['key']}:{','.join(str(int(b)) for b in o['regimes'])}":
+                       o["bic"] for o in tried},
         "regimes": reg_entries, "gamma_segments": g_entries, "software": software,
+        "contention": contention,
+        "pingpong_offset_s": pingpong_offset,
         "constants": {"alpha": reg_entries[0]["alpha"], "beta": reg_entries[-1]["beta"],
                       "gamma": g_entries[-1]["gamma"]},
         "large_bytes": LARGE_BYTES, "points": int(len(t)),
@@ -311,4 +362,5 @@ def predict(joint: dict, collective, algorithm, ranks, nbytes, *,
     s = _value(sw.get("step_s")) if step_cost is None else step_cost
     o = _value(sw.get("call_s")) if call_cost is None else call_cost
     return costs.predict_steps(collective, algorithm, ranks, n, alpha, beta, gamma,
-                               step_cost=s, call_cost=o)
+                               step_cost=s, call_cost=o, byte_cost=_value(sw.get("byte_s")),
+                               contention=_value(joint.get("contention")))

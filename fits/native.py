@@ -31,7 +31,7 @@ from . import joint as joint_fit
 from . import segments
 
 __all__ = ["MAX_SEGMENTS", "MIN_SIZES", "MPICH_ALGORITHMS", "candidates", "identify",
-           "predict", "held_out"]
+           "predict", "held_out", "forced_algorithms", "names_algorithm"]
 
 #: Most size segments (algorithm switches) searched.
 MAX_SEGMENTS = 3
@@ -47,6 +47,35 @@ MPICH_ALGORITHMS = {
     "reduce_scatter": {"recursive_halving": "recursive_halving", "pairwise": "pairwise"},
     "allgather": {"ring": "ring", "recursive_doubling": "recursive_doubling"},
 }
+
+
+def forced_algorithms(env: dict, metadata: dict | None = None) -> dict:
+    """``{collective: registry algorithm}`` the library was forced to use.
+
+    From ``metadata["native_algorithms"]`` when the run recorded it (the sweep's
+    ``--native-algorithm``), else from MPICH variables in ``env`` (a run's
+    ``metadata["env"]``; they act only with device collectives off).
+    """
+    pinned = (metadata or {}).get("native_algorithms")
+    if pinned:
+        return dict(pinned)
+    env = env or {}
+    if str(env.get("MPIR_CVAR_DEVICE_COLLECTIVES", "")).lower() != "none":
+        return {}
+    out = {}
+    for collective, names in MPICH_ALGORITHMS.items():
+        value = env.get(f"MPIR_CVAR_{collective.upper()}_INTRA_ALGORITHM")
+        if value in names:
+            out[collective] = names[value]
+    return out
+
+
+def names_algorithm(model: dict, algorithm: str) -> bool:
+    """Whether an identified ``model`` names ``algorithm`` in every size segment (itself
+    or as an equivalent of the chosen shape)."""
+    segs = (model or {}).get("segments") or []
+    return bool(segs) and all(algorithm == s["algorithm"]
+                              or algorithm in s.get("equivalent", []) for s in segs)
 
 
 def candidates(collective: str) -> tuple:
