@@ -150,6 +150,18 @@ def _outputs(args, say):
     return out, plots
 
 
+def _is_fits_command(name: str) -> bool:
+    """True when ``fits.<name>`` is a module with a command line (predict, links, ...)."""
+    import importlib.util
+    if not name.isidentifier() or name.startswith("_"):
+        return False
+    try:
+        spec = importlib.util.find_spec(f"fits.{name}")
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and name in ("predict", "links", "compare", "report")
+
+
 def main(argv=None, prog: str = PROG) -> int:
     args = build_parser(prog).parse_args(argv)
 
@@ -168,6 +180,10 @@ def main(argv=None, prog: str = PROG) -> int:
     empty = [r for r in args.runs if not str(r).strip()]
     if empty:
         return _error("RUN_DIR is empty (an empty path)")
+    for run in args.runs:  # 'python -m fits predict ...' meant python -m fits.predict
+        if not Path(run).exists() and _is_fits_command(run):
+            return _error(f"RUN_DIR {run}: no such directory; the {run} command is "
+                          f"python -m fits.{run} (or collcost {run})")
     if not 0 < args.confidence < 1:
         return _error(f"--confidence must be between 0 and 1, got {args.confidence}")
     try:

@@ -104,3 +104,10 @@ def test_several_runs_need_out(run, template, capsys):
     assert "--out is needed when several RUN_DIRs" in capsys.readouterr().err
     assert main([str(run), "--plots", str(run / "p"), "--no-plots"]) == 2
     assert "exclude each other" in capsys.readouterr().err
+
+
+def test_a_command_name_for_a_run_points_to_the_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no directory called 'predict' here
+    assert main(["predict", "laws"]) == 2
+    err = capsys.readouterr().err
+    assert "python -m fits.predict" in err and "collcost predict" in err
