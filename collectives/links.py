@@ -622,7 +622,7 @@ def _measure(world, opts, plan, ends, a: lp.Assignment, watchdog, hooks) -> list
 
 def _estimate_per_point(opts) -> float:
     warm = 0.01 * opts.time_budget if opts.warmup is None else 0.0
-    return opts.time_budget + warm + 0.002
+    return opts.time_budget + warm + 0.005  # + preparing and checking the point
 
 
 def _links_section(opts, plan, ends) -> dict:
@@ -742,7 +742,8 @@ def _coordinate(argv, world, ctrl, layout, opts, plan, ends, stored, run_id, wat
     writer = _open_run(argv, world, layout, opts, plan, ends, stored, run_id, ledger)
     left = ledger.remaining(plan)
     start_round = ledger.first_round_left(plan)
-    estimate = plan.estimate(_estimate_per_point(opts), remaining_points=left)
+    estimate = plan.estimate(_estimate_per_point(opts), remaining_points=left,
+                             step_overhead=0.02)
     err = sys.stderr
     err.write(plan.describe(ends, opts.mode) + "\n")
     err.write(f"collcost: {left} point(s) to measure"
@@ -758,6 +759,7 @@ def _coordinate(argv, world, ctrl, layout, opts, plan, ends, stored, run_id, wat
     progress = Progress(max(1, (plan.rounds - start_round) * plan.steps_per_round),
                         every=2.0)
     deadline = _step_deadline(opts, plan)
+    started = time.monotonic()
     for step in plan.steps(start_round):
         told = plan.assignments(step, ends, ledger)
         if not told:
@@ -795,7 +797,9 @@ def _coordinate(argv, world, ctrl, layout, opts, plan, ends, stored, run_id, wat
     csv_path = writer.finish()
     print(summary(ledger, plan, ends))
     print(f"wrote {writer.written} point(s) this launch to {writer.path} ({csv_path.name}, "
-          "points.jsonl, metadata.json)")
+          f"points.jsonl, metadata.json) in "
+          f"{lp.format_duration(time.monotonic() - started)} (planned as "
+          f"{lp.format_duration(estimate)})")
     sys.stdout.flush()
     return 0
 

@@ -144,3 +144,35 @@ def test_two_switches_with_a_slower_trunk_are_two_tiers(tmp_path):
     groups = sorted(sorted(g) for g in by_speed[0]["groups"])
     assert groups == sorted(sorted([c.hosts_ns[a], c.hosts_ns[b]]) for a, b in same)
     assert bandwidth_suspects(an) == ([], [])
+
+
+def test_node_and_group_modes_with_several_ranks_per_host(tmp_path):
+    """3 hosts x 2 ranks: node mode measures between the hosts' first ranks (the others
+    wait, idle, and leave with them); group mode (2 groups per host) also measures the
+    pairs inside a host, which go through shared memory, far faster than the links."""
+    with EmulatedCluster(3, 2, RATE) as c:
+        node = c.run(LINKS + ["--out", str(tmp_path / "node")], timeout=240, env=ENV)
+        # one pair at a time: an emulated host has one link, which two concurrent
+        # pairs of its two groups would share (on a real node each group has its NIC)
+        group = c.run(LINKS + ["--mode", "group", "--groups-per-node", "2",
+                               "--concurrent", "1", "--out", str(tmp_path / "group")],
+                      timeout=240, env=ENV)
+    assert node.ok, node.stderr[-3000:] + node.diagnosis
+    assert group.ok, group.stderr[-3000:] + group.diagnosis
+    rows = [json.loads(x) for x in (tmp_path / "node" / "points.jsonl").read_text().splitlines()]
+    assert sorted({(r["src_rank"], r["dst_rank"]) for r in rows}) == [(0, 2), (0, 4), (2, 4)]
+    med = medians(rows)
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert beta(med, a, b) == pytest.approx(wire(c.rate_bps), rel=0.10)
+    rows = [json.loads(x) for x in (tmp_path / "group" / "points.jsonl").read_text().splitlines()]
+    assert len(rows) == 15 * 3  # 6 endpoints: ranks 0..5, two per host
+    med = medians(rows)
+    for r in rows:
+        if r["bytes"] == BIG:
+            inside = r["src_host"] == r["dst_host"]
+            assert r["nodes"] == (1 if inside else 2)
+            if inside:
+                assert r["median_s"] < 0.2 * BIG * wire(c.rate_bps)
+            else:
+                assert beta(med, r["src"], r["dst"]) == pytest.approx(wire(c.rate_bps),
+                                                                      rel=0.10)
