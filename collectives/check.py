@@ -94,7 +94,7 @@ def parse_counts(text: str) -> list[str]:
         raise ValueError("--counts is empty")
     for t in tokens:
         m = _SIZE.match(t)
-        if not (re.fullmatch(r"\d{1,12}", t) or re.fullmatch(r"p([+-]\d{1,12})?", t) or m):
+        if not (re.fullmatch(r"\d{1,15}", t) or re.fullmatch(r"p([+-]\d{1,15})?", t) or m):
             raise ValueError(f"--counts: cannot read {t!r}; expected N, p, p-K, p+K or a "
                              "size such as 8MiB")
         if m and len(m.group(1)) > 15 or m and \
@@ -340,6 +340,14 @@ def _seed(text):
     return n
 
 
+def _timeout(text):
+    from collectives.parsing import check_timeout
+    try:
+        return check_timeout(text, "--timeout")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _unused_roots(spec: str, ranks) -> list:
     """Roots of ``--roots`` that no selected communicator has (``last`` always fits)."""
     if spec == "all":
@@ -388,6 +396,11 @@ def build_parser(algorithms=None):
     gpu.add_arguments(parser, buffer=False)
     parser.add_argument("--seed", type=_seed, default=0,
                         help="random seed, 0 to 2^63-1 (default 0)")
+    parser.add_argument("--timeout", type=_timeout, default=600.0, metavar="SECONDS",
+                        help="end the job (status 3) when one case, or a wait between "
+                             "rank counts, takes longer than this, naming it (a rank that "
+                             "is stopped or dead never hangs the check); 0 disables "
+                             "(default 600)")
     parser.add_argument("--verbose", action="store_true",
                         help="print every case, not only the summary per algorithm")
     return parser
@@ -442,16 +455,24 @@ def main(argv=None, *, algorithms=None) -> int:
         _log(world, f"{parser.prog}: error: {exc}", err=True)
         return 2
 
+    from collectives.faults import FaultHooks
+    from collectives.watchdog import Watchdog
+    watchdog = Watchdog(args.timeout, rank=world.Get_rank(), option="--timeout")
+    hooks = FaultHooks(world.Get_rank(), world.Get_size())  # tests only (env)
     failures, rows = [], []
     for p in ranks:
-        comm = world.Split(0 if world.Get_rank() < p else MPI.UNDEFINED, world.Get_rank())
+        with watchdog.phase(f"split for p={p}"):
+            comm = world.Split(0 if world.Get_rank() < p else MPI.UNDEFINED,
+                               world.Get_rank())
         start = time.perf_counter()
         cases = build_cases(p, selection, args.dtypes, args.ops, count_tokens, args.large,
                             args.roots)
         if comm != MPI.COMM_NULL:
             summary = {}
             for case in cases:
+                watchdog.arm(case.name, what="case")
                 outcome = comm.gather(_run_guarded(comm, case, algorithms, args), root=0)
+                watchdog.disarm()
                 if comm.Get_rank() == 0:
                     ok_all = all(ok for ok, _, _ in outcome)
                     err = max(e for _, e, _ in outcome)
@@ -473,7 +494,11 @@ def main(argv=None, *, algorithms=None) -> int:
             comm.Free()
         _log(world, f"check: p={p}: {len(cases)} cases in "
                     f"{time.perf_counter() - start:.1f} s", err=True)
-        world.Barrier()
+        # ranks outside the communicator wait here while it checks: every case's time
+        limit = args.timeout * (len(cases) + 1) if world.Get_rank() >= p else args.timeout
+        with watchdog.phase(f"wait after p={p}", limit):
+            hooks.at(f"wait after p={p}")
+            _idle_barrier(world)
 
     header = f"{'ranks':>5} {'collective':<15} {'algorithm':<19} {'cases':>6} " \
              f"{'failed':>6} {'max rel err':>11} {'max count':>10}"
@@ -486,6 +511,11 @@ def main(argv=None, *, algorithms=None) -> int:
         return 1
     _log(world, f"all {sum(r[3] for r in rows)} cases match the native MPI result")
     return 0
+
+
+def _idle_barrier(comm):
+    from collectives.watchdog import idle_wait
+    idle_wait(comm)
 
 
 def _run_guarded(comm, case, algorithms, args):

@@ -43,7 +43,7 @@ class FaultHooks:
         self.faults = []  # (phase, action)
         for item in filter(None, (env.get(FAULT_ENV) or "").split(",")):
             try:
-                where, action = item.strip().split("=", 1)
+                where, action = item.strip().rsplit("=", 1)
                 phase, who = where.rsplit("@", 1)
                 who = size - 1 if who == "last" else int(who)
             except ValueError:
