@@ -2,6 +2,7 @@
 else one line per step prefixed ``collcost:``).  Shared by the measuring commands."""
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 
@@ -48,8 +49,9 @@ class Progress:
         line = (f"[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} "
                 f"{label}  {now - self.start:5.1f}s")
         try:
-            if self.tty:
-                self.stream.write("\r" + line[:150].ljust(150))
+            if self.tty:  # one terminal row, overwritten: never wider than the row
+                cols = max(20, shutil.get_terminal_size((100, 24)).columns - 1)
+                self.stream.write("\r" + line[:cols].ljust(cols))
             else:
                 self.stream.write(f"{self.prefix}: " + line + "\n")
             self.stream.flush()

@@ -292,3 +292,27 @@ class TestCommand:
         assert res.returncode == 2 and "no such file or directory" in res.stderr
         res = _cmd(tmp_path)
         assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------
+# The progress line on a terminal (collectives.progress): one row, never wider
+# ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("columns", [60, 100, 200])
+def test_progress_line_fits_the_terminal(monkeypatch, columns):
+    import io
+    from collectives.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    out = Tty()
+    progress = Progress(3, out)
+    for label in ("allreduce recursive_doubling intra p=1024 64MiB " * 3, "short", "x"):
+        progress.update(label)
+    progress.close()
+    rows = out.getvalue().split("\r")[1:]
+    assert len(rows) == 3
+    assert all(len(row.rstrip("\n")) == columns - 1 for row in rows)
