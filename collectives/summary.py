@@ -537,7 +537,9 @@ def main(argv=None, prog: str = PROG) -> int:
         notes = []
         text = render(rows, args.format, wide=args.wide, metadata=meta, notes=notes)
     except (UsageError, RunFormatError, ValueError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        hint = ("; a links run is summarised by collcost fit-links RUN (python -m "
+                "fits.links)") if "collcost-links" in str(exc) else ""
+        print(f"{prog}: error: {exc}{hint}", file=sys.stderr)
         return 2
     for note in notes:
         print(f"{prog}: {note}", file=sys.stderr)

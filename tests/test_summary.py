@@ -287,6 +287,12 @@ class TestCommand:
         res = _cmd(EXAMPLE, *args)
         assert res.returncode == 2 and needle in res.stderr and res.stdout == ""
 
+    def test_links_run_points_to_fit_links(self, tmp_path):
+        from fits import linksynth
+        linksynth.write_run(tmp_path / "links", linksynth.make_cluster(3))
+        res = _cmd(tmp_path / "links")
+        assert res.returncode == 2 and "collcost fit-links" in res.stderr
+
     def test_bad_run(self, tmp_path):
         res = _cmd(tmp_path / "nope")
         assert res.returncode == 2 and "no such file or directory" in res.stderr
