@@ -40,6 +40,12 @@ class Truth:
     overhead: float = 5e-7
     algorithms: dict = field(default_factory=dict)
     native: dict = field(default_factory=dict)
+    #: ``collective -> ((min_bytes, registry algorithm), ...)``: the library's collective
+    #: runs that algorithm from that size on, priced with ``segments`` (the step's
+    #: message size picks the segment), γ and ``native_call`` per call.  Takes
+    #: precedence over ``native`` for that collective.
+    native_algorithms: dict = field(default_factory=dict)
+    native_call: float = 0.0
 
     def constants(self, collective, algorithm, p, nbytes):
         """(alpha, beta) arrays of the segment covering each size."""
@@ -51,9 +57,27 @@ class Truth:
         i = np.searchsorted(starts, np.asarray(nbytes, dtype=float), side="right") - 1
         return (np.array([s[1] for s in segs])[i], np.array([s[2] for s in segs])[i])
 
+    def native_algorithm(self, collective, nbytes):
+        """Registry algorithm of the native ``collective`` at each size (array)."""
+        table = self.native_algorithms[collective]
+        starts = np.array([s[0] for s in table], dtype=float)
+        i = np.searchsorted(starts, np.asarray(nbytes, dtype=float), side="right") - 1
+        return np.array([s[1] for s in table], dtype=object)[i]
+
     def time(self, collective, algorithm, p, nbytes):
         """Noise-free time of one call (seconds)."""
         nbytes = np.asarray(nbytes, dtype=float)
+        if algorithm == costs.NATIVE and collective in self.native_algorithms:
+            algs = self.native_algorithm(collective, nbytes)
+            out = np.empty(nbytes.shape)
+            for alg in set(np.atleast_1d(algs).tolist()):
+                sel = np.atleast_1d(algs == alg)
+                n = np.atleast_1d(nbytes)[sel]
+                m = costs.step_bytes(collective, alg, p, n)
+                a, b = self.constants("pingpong", costs.NATIVE, 2, m)
+                np.atleast_1d(out)[sel] = costs.predict_steps(
+                    collective, alg, p, n, a, b, self.gamma, call_cost=self.native_call)
+            return out if out.shape else float(out)
         alpha, beta = self.constants(collective, algorithm, p, nbytes)
         if collective == "reduce_local":
             return self.overhead + costs.predict(collective, algorithm, 1, nbytes, 0, 0,
