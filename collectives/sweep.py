@@ -460,6 +460,11 @@ def _stored_raw(meta: dict) -> dict:
     return out
 
 
+#: Stored options a resumable run must have.
+STORED_REQUIRED = ("collectives", "algorithms", "sizes", "topologies", "dtype", "op", "sync",
+                   "target_ci", "time_budget", "min_reps", "max_reps", "seed", "buffer")
+
+
 def _resume_options(args: dict, layout, meta: dict, path: str) -> Options:
     stored_opts = meta.get("options") or {}
     problems = []
@@ -473,6 +478,16 @@ def _resume_options(args: dict, layout, meta: dict, path: str) -> Options:
         raise UsageError(f"--resume {path}: this launch does not match the run:\n  "
                          + "\n  ".join(problems))
     mfile = Path(path) / "metadata.json"
+    stored = meta.get("options") or {}
+    missing = [k for k in STORED_REQUIRED if stored.get(k) is None]
+    if missing:
+        raise UsageError(f"--resume {path}: {mfile}: field options.{missing[0]} is missing "
+                         "(the stored options are damaged)")
+    request = stored.get("rank_request")
+    if request is not None and not (isinstance(request, list) and all(
+            isinstance(p, int) and not isinstance(p, bool) for p in request)):
+        raise UsageError(f"--resume {path}: {mfile}: field options.rank_request must be a "
+                         f"list of whole numbers, got {request!r}")
     try:  # the stored options alone first: damage there is the file's, not the user's
         stored_raw = _stored_raw(meta)
         stored_raw["resume"] = path
