@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
             "To merge several launches of the same sweep: python -m collectives.merge "
             "RUN RUN... --out DIR.") + "\n\n" + para(
             "Exit status: 0 done, 1 error during the sweep (job aborted), 2 bad arguments "
-            "(nothing measured or written), 3 a point exceeded --point-timeout."))
+            "(nothing measured or written, or another job writes --resume DIR), 3 a "
+            "point or phase exceeded its deadline (--point-timeout)."))
     a = p.add_argument
     a("--collectives", metavar="LIST",
       help=f"comma list of {', '.join(ALL_KINDS)} (default: all)")
@@ -139,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
            "ranks on the most crowded node)")
     a("--point-timeout", type=float, metavar="SECONDS",
       help="abort the job (status 3) when one point runs longer than this, naming the "
-           "point; 0 disables (default 120 + 20 x --time-budget)")
+           "point; every other collective wait (setup, probe, plan, splits, waits "
+           "between rank-count groups, final write) has a deadline of at least this "
+           "too, naming the phase, so a stopped or dead rank never hangs the job; 0 "
+           "disables every deadline; at most 1e6 (default 120 + 20 x --time-budget)")
     a("--out", metavar="DIR",
       help="run directory to create; must not exist or be empty; created atomically "
            "(default data/<run id>)")
