@@ -183,7 +183,7 @@ def collect(comm, layout, *, options: dict, command_line, seed, timer: dict,
     import mpi4py
     import numpy
 
-    from . import __version__
+    from . import __version__, native
     from .mpi import MPI
     from .results import KIND, SCHEMA_VERSION, new_run_id, utc_now
 
@@ -207,6 +207,8 @@ def collect(comm, layout, *, options: dict, command_line, seed, timer: dict,
         **layout.to_dict(),
         "env": env,
         "launcher_env": launcher_env,
+        "native_algorithms": native.pinned(),
+        "algorithm_variables": native.algorithm_variables(env),
         "timer": dict(timer),
         "harness_overhead_s": dict(harness_overhead_s),
         "options": dict(options),

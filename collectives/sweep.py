@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .costs import AUXILIARY, COLLECTIVES, NATIVE, algorithms as registered_algorithms
 from .costs import size_convention
-from . import gpu, summary
+from . import gpu, native, summary
 from .operations import DTYPES, MAX_COUNT, OPS, element_count, memory_per_rank
 from .faults import FAIL_ENV, KILL_ENV, FaultHooks
 from .files import UsageError
@@ -156,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
            "from here (a job on another host that is gone). A lock whose job is provably "
            "gone (same host, process not running) is removed without this option; a "
            "running job's lock never is on this host")
+    a("--native-algorithm", metavar="COLL=ALG[,COLL=ALG...]",
+      help="pin the MPI library's own collective (algorithm 'native') to one of the "
+           "library's algorithms, named as in the registry (e.g. allreduce=ring,"
+           "bcast=binomial): its selection variables (MPICH MPIR_CVAR_*_ALGORITHM, Open "
+           "MPI OMPI_MCA_coll_tuned_*, Intel MPI I_MPI_ADJUST_*; collectives/native.py, "
+           "table in README 'MPI libraries') are set before MPI_Init and recorded in the "
+           "run's env, and native points carry native_algorithm. Refused (status 2) when "
+           "the library lacks that algorithm or the environment sets the variable "
+           "otherwise. Default: the library chooses")
     a("--quick", action="store_true", default=None,
       help=f"small sweep: sizes {QUICK_SIZES}, --time-budget {QUICK_TIME_BUDGET} "
            "(explicit options win)")
@@ -431,7 +440,8 @@ def _point_row(opts, topo, p, nodes, c, alg, nbytes, prepared, timing, correct) 
                discarded=int(summary["discarded"]), warmup=int(summary["warmup"]),
                stop_rule=summary["stop_rule"], unstable=bool(summary["unstable"]),
                correct=bool(correct), samples=samples,
-               timing_loop=getattr(timing, "timing_loop", "python"))
+               timing_loop=getattr(timing, "timing_loop", "python"),
+               native_algorithm=native.pinned().get(c) if alg == NATIVE else None)
     return row
 
 
@@ -553,6 +563,9 @@ def _setup(argv, layout):
     except SystemExit as exc:  # --help (0) or an argparse usage error (2)
         return ("exit", exc.code if isinstance(exc.code, int) else 2, None, None)
     try:
+        pin_problem = native.check_request(args.get("native_algorithm"))
+        if pin_problem:
+            raise UsageError(f"{native.OPTION} {pin_problem}")
         if args.get("resume") is not None:
             if args.get("out") is not None:
                 raise UsageError("--out and --resume exclude each other (--resume DIR "
@@ -817,6 +830,7 @@ def _open_run(argv, world, layout, opts: Options, stored, run_id, overhead, gpu_
 
 def main(argv=None) -> int:
     """Entry point: run the sweep; any exception on any rank aborts the whole job."""
+    native.request_from_argv(sys.argv[1:] if argv is None else argv)  # before MPI_Init
     return guarded_main(_run, argv)
 
 

@@ -3,7 +3,8 @@
 :class:`Watchdog` is a thread that ends the process with status 3 when the phase or
 point it guards outlives its deadline, printing which (``collcost: point LABEL
 exceeded --point-timeout 5s (rank R)`` or ``collcost: phase 'NAME' exceeded its
-deadline of 60s (from --point-timeout) (rank R)``).  It makes no MPI call (thread level ``single``); ``os._exit`` works while
+deadline of 60s (from --point-timeout) (rank R)``).  It ends the job with
+``MPI_Abort(status 3)`` from its own thread (:func:`end_job`), which works while
 the main thread is stuck inside MPI, where Python signal handlers would never run.
 Once one rank exits, the launcher ends the others, so one watchdog that fires ends
 the whole job: a rank that is stopped or killed can never leave the others waiting.
@@ -32,7 +33,7 @@ import time
 import traceback
 
 __all__ = ["Watchdog", "DeadlineExceeded", "idle_wait", "at_abort", "run_abort_handlers",
-           "guarded_main", "EXIT_TIMEOUT"]
+           "guarded_main", "end_job", "EXIT_TIMEOUT"]
 
 #: Exit status of a job ended by a deadline.
 EXIT_TIMEOUT = 3
@@ -160,7 +161,35 @@ class Watchdog:
         if self.exit_status is None:  # tests: report only
             return
         run_abort_handlers()
-        os._exit(self.exit_status)
+        end_job(self.exit_status)
+
+
+#: Seconds :func:`end_job` gives ``MPI_Abort`` before ending the process itself.
+ABORT_GRACE_S = 10.0
+
+
+def end_job(status: int) -> None:
+    """End the whole MPI job with exit status ``status``, from any thread; never returns.
+
+    ``MPI_Abort(MPI_COMM_WORLD, status)`` makes every launcher report ``status``:
+    a rank that merely exits does not under Intel MPI, whose Hydra SIGKILLs the other
+    ranks as soon as one exits non-zero and then reports 255 (a signal) instead of the
+    exit code (MPICH and Open MPI report it).  It is called from the watchdog thread
+    while the main thread may be blocked inside MPI at thread level ``single``: checked
+    under MPICH 5.0.2, Open MPI 5.0.11 and Intel MPI 2021.18 (tests/test_sweep_failures).
+    Should the abort not end the process within :data:`ABORT_GRACE_S` (or MPI is not
+    initialized), the process exits with ``status`` itself.
+    """
+    timer = threading.Timer(ABORT_GRACE_S, os._exit, (status,))
+    timer.daemon = True
+    timer.start()
+    try:
+        MPI = sys.modules.get("mpi4py.MPI")
+        if MPI is not None and MPI.Is_initialized() and not MPI.Is_finalized():
+            MPI.COMM_WORLD.Abort(status)
+    except BaseException:  # noqa: BLE001 -- ending anyway
+        pass
+    os._exit(status)
 
 
 def idle_wait(comm, poll: float = 0.0005) -> None:

@@ -5,7 +5,7 @@ import pytest
 
 from collectives.costs import AUXILIARY, COLLECTIVES, size_convention
 from collectives.results import METADATA_KEYS, point_key, read_run
-from mpirun import ROOT, mpirun
+from mpirun import ROOT, library, mpirun
 
 #: Tiny, uneven (6 float32 elements: blocks differ at 4 ranks) and multi-MiB sizes.
 FAST = ["--sizes", "8,24,3M", "--time-budget", "0.01", "--min-reps", "3",
@@ -90,12 +90,18 @@ def check_metadata(meta, n, out):
     assert set(METADATA_KEYS) <= set(meta)
     missing = formats_metadata_names() - _all_keys(meta) - {"repetitions", "merged_from"}
     assert not missing, f"formats.md names missing from metadata: {missing}"
-    assert meta["mpi"]["library"] == "MPICH" and "5." in meta["mpi"]["version"]
+    assert meta["mpi"]["library"] == library().name and meta["mpi"]["version"]
+    assert "\x00" not in meta["mpi"]["version"]  # Open MPI's ends in a NUL byte
     assert meta["world_size"] == n and meta["nodes"] == 1 and meta["ranks_per_node"] == n
     assert list(meta["hosts"].values()) == [n]
     assert meta["env"]["UCX_COLLCOST_TEST"] == "1"
-    assert meta["env"]["MPIR_CVAR_DEVICE_COLLECTIVES"] == "none"  # set by tests/mpirun.py
+    for k, v in library().env.items():  # set by tests/mpirun.py
+        assert meta["env"][k] == v
     assert "NOT_AN_MPI_VARIABLE" not in meta["env"]
+    # launcher bookkeeping (every launcher sets some) is recorded apart, never in env
+    assert meta["launcher_env"] and not set(meta["launcher_env"]) & set(meta["env"])
+    assert not [k for k in meta["env"] if k.startswith(("PMI", "HYDRA_", "I_MPI_HYDRA_"))
+                or k == "OMPI_MCA_initial_wdir"]
     assert meta["timer"]["resolution_s"] > 0 and meta["timer"]["overhead_s"] > 0
     assert meta["harness_overhead_s"]["barrier"] > 0
     assert meta["options"]["seed"] == meta["seed"] == meta["launches"][0]["seed"]
