@@ -232,3 +232,16 @@ def test_a_stopped_rank_ends_the_job(tmp_path, fault):
     # Hydra reports the worst exit it saw (the stopped rank is killed with SIGKILL)
     assert p.returncode not in (0, 124), (p.returncode, p.stderr[-2000:])
     assert "exceeded" in p.stderr and "aborting" in p.stderr
+
+
+def test_resume_on_other_hosts_is_refused(tmp_path):
+    run = tmp_path / "run"
+    p = launch(2, ["--mode", "rank", "--sizes", "8", "--out", run] + TINY, timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    before = sorted((f.name, f.stat().st_mtime_ns) for f in run.iterdir())
+    got = links._setup(["--resume", str(run)], layout_from_hosts(["elsewhere", "x"]))
+    assert got[:2] == ("exit", 2)
+    assert "endpoint 0 is" in got[2] and "elsewhere" in got[2], got[2]
+    got = links._setup(["--resume", str(run)], layout_from_hosts(["a", "a", "a"]))
+    assert got[:2] == ("exit", 2) and "the run has 2 endpoints, this launch 3" in got[2]
+    assert sorted((f.name, f.stat().st_mtime_ns) for f in run.iterdir()) == before
