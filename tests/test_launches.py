@@ -90,3 +90,16 @@ def test_a_pin_the_library_lacks_is_a_usage_error(tmp_path):
     assert proc.stderr.count("usage:") == 1
     assert f"--native-algorithm {request!r}" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_point_timeout_exits_3_while_another_rank_waits_elsewhere(tmp_path):
+    """Ranks 0-1 hang in a point, rank 2 (outside the 2-rank sub-communicator) waits
+    for them.  Ranks that merely exited 3 let Intel MPI's Hydra SIGKILL rank 2 and
+    report 255; the watchdog's MPI_Abort(3) gives 3 under every library."""
+    proc = sweep(3, ["--collectives", "allreduce", "--ranks", "2", "--sizes", "1M",
+                     "--time-budget", "5", "--min-reps", "100000", "--max-reps", "100000",
+                     "--point-timeout", "1", "--out", tmp_path / "run"],
+                 cwd=tmp_path, timeout=90)
+    assert proc.returncode == 3, (proc.returncode, proc.stderr[-3000:])
+    assert "allreduce/native/intra/2/1048576B exceeded --point-timeout 1s" in proc.stderr
+    assert len(read_run(tmp_path / "run").points) == 0
