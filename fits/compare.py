@@ -477,19 +477,19 @@ def format_text(cmp: Comparison, *, top: int = 20) -> str:
     if c is not None and len(c):
         out.append(f"constants: {len(c)} compared, {int(c['significant'].sum())} "
                    f"changed significantly, {int(c['regression'].sum())} regressions")
-        out.append(f"{'constant (unit)':<44} {'base [CI]':>17} {'new [CI]':>17} "
+        out.append(f"{'constant (unit)':<40} {'base [CI]':>19} {'new [CI]':>19} "
                    f"{'change':>7} flag")
         order = c.reindex(c["change"].abs().sort_values(ascending=False).index)
         for _, r in order.head(max(top, 40)).iterrows():
             k, unit = _SCALE.get(r["unit"], (1.0, r["unit"]))
             name = f"{r['constant']} ({unit})"
-            if len(name) > 44:
-                name = name[:20] + "~" + name[-23:]
+            if len(name) > 40:
+                name = name[:18] + "~" + name[-21:]
             b = f"{_fmt(r['base'], k)} [{_fmt(r['base_lo'], k)},{_fmt(r['base_hi'], k)}]"
             n = f"{_fmt(r['new'], k)} [{_fmt(r['new_lo'], k)},{_fmt(r['new_hi'], k)}]"
             flag = "REGRESSION" if r["regression"] else (
                 "improved" if r["improvement"] else ("changed" if r["significant"] else ""))
-            out.append(f"{name:<44} {b[:17]:>17} {n[:17]:>17} {_pct(r['change']):>7} "
+            out.append(f"{name:<40} {b[:19]:>19} {n[:19]:>19} {_pct(r['change']):>7} "
                        f"{flag}")
         if len(c) > max(top, 40):
             out.append(f"... {len(c) - max(top, 40)} more constants (--json)")
