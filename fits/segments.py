@@ -89,8 +89,9 @@ def fit_fixed(X, t, nbytes, breakpoints, *, loss="linear", weights=None, active=
               offset=None, free=False) -> np.ndarray:
     """Constants of each segment for given breakpoints (S × k array).
 
-    A segment with no point of positive weight (possible in a bootstrap replicate) gets
-    NaN constants.  ``free=True``: unconstrained linear least squares
+    A segment with no point of positive weight, or with a single size when two or more
+    constants are fitted (possible in a bootstrap replicate), gets NaN constants: such a
+    replicate cannot separate them and would pile up on a bound.  ``free=True``: unconstrained linear least squares
     (:func:`fits.model.solve_free`) instead of the bounded fit.
     """
     X = np.asarray(X, dtype=float)
@@ -99,8 +100,12 @@ def fit_fixed(X, t, nbytes, breakpoints, *, loss="linear", weights=None, active=
     w = np.ones_like(t) if weights is None else np.asarray(weights, dtype=float)
     off = np.zeros_like(t) if offset is None else np.broadcast_to(offset, t.shape)
     out = np.full((len(breakpoints) + 1, X.shape[1]), np.nan)
+    act = (np.linalg.norm(X, axis=0) > 0) if active is None else np.asarray(active, bool)
+    need = min(2, int(act.sum()))
     for s in range(out.shape[0]):
         rows = (seg == s) & (w > 0)
+        if np.unique(np.asarray(nbytes)[rows]).size < need:
+            continue  # a replicate left this segment one size: it cannot separate α, β
         if rows.any() and free:
             out[s] = model.solve_free(X[rows], t[rows], weights=w[rows], active=active,
                                       offset=off[rows])

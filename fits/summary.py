@@ -165,11 +165,23 @@ def _joint_lines(topology, topo) -> list:
             parts.append(f"{key} {e['value'] * factor:.3g} {unit} "
                          f"{_ci(e.get('ci'), factor)} {e.get('status', '')}".rstrip())
     err = j.get("errors") or {}
+    py = (j.get("software") or {}).get("python") or {}
+    extra = []
+    for key, factor, unit in (("step_s", 1e6, "µs/step"), ("call_s", 1e6, "µs/call"),
+                              ("byte_s", 1e12, "ps/B")):
+        v = (py.get(key) or {}).get("value")
+        if v:
+            extra.append(f"{v * factor:.3g} {unit}")
+    kappa = (j.get("contention") or {}).get("value")
+    if kappa:
+        extra.append(f"contention {kappa * 1e12:.3g} ps/B per rank beyond 2")
+    parts.append("our Python algorithms add " + (", ".join(extra) if extra else "nothing"))
     line = f"{topology}: joint constants: " + ", ".join(parts)
     if err.get("median_rel_large") is not None:
-        line += (f"; predicts {err.get('entries', 0)} collectives with median error "
-                 f"{err['median_rel_large'] * 100:.3g}% at >= "
-                 f"{j.get('large_bytes', 65536) // 1024} KiB")
+        line += (f"; predicts {err.get('entries', 0)} collectives at >= "
+                 f"{j.get('large_bytes', 65536) // 1024} KiB with median error "
+                 f"{err['median_rel_large'] * 100:.3g}% over points, "
+                 f"{err['median_of_entries_large'] * 100:.3g}% over collectives")
     return [line]
 
 
