@@ -19,6 +19,22 @@ Per topology (``intra``, ``inter``, ``world``):
    Native algorithms have no registry formula: Hockney ``α + nβ`` per rank count
    (``"model": "hockney-per-p"``).
 
+Then, per topology:
+
+4. **headline** -- latency (small-message intercept) and bandwidth (``1/β`` of the
+   large-message regime, free intercept) of the ping-pong, with intervals and status
+   (:mod:`fits.headline`), printed first by the summary;
+5. **joint** -- one set of α, β, γ (plus our Python algorithms' software costs) fitted
+   from the ping-pong, the kernel and every registry algorithm together, with each
+   collective's prediction error (:mod:`fits.joint`);
+6. **native identification** -- per size segment, the registry algorithm whose shape in
+   p explains the library's collective on the joint constants plus a per-call cost, with
+   BIC weights and leave-one-rank-out errors (:mod:`fits.native`); it predicts the
+   native collective at unmeasured rank counts.
+
+Every constant carries a ``status`` (identified / at_bound with a one-sided interval /
+not_identified: :func:`fits.headline.assess`).
+
 Every fit: relative-error weighting, constants ≥ 0, optional robust loss, segments by
 BIC (:mod:`fits.segments`), bootstrap percentile intervals (:mod:`fits.bootstrap`: one
 set of replicates for the whole table, so γ's uncertainty propagates into the α, β that
