@@ -167,6 +167,7 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
     flat, offs = array("d"), array("q", [0])
     loads = json.loads
     fh = open(pfile, "rb")
+    skipped = 0
     for lineno, raw in enumerate(fh, 1):
         if not raw.strip():
             continue
@@ -187,9 +188,9 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
                 raise LinksFormatError(f"{pfile}: line {lineno}: src/dst {s}/{d} are not "
                                        f"two different endpoints of 0..{n_ep - 1}")
             med = _num(row["median_s"])
-            if not med > 0:
-                raise LinksFormatError(f"{pfile}: line {lineno}: median_s must be > 0, "
-                                       f"got {row['median_s']!r}")
+            if not math.isfinite(med):
+                skipped += 1
+                continue
             cols["src"].append(s)
             cols["dst"].append(d)
             cols["nbytes"].append(int(row["bytes"]))
@@ -209,6 +210,9 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
         if progress and lineno % 500000 == 0:
             progress(f"read {lineno} rows")
     fh.close()
+    if skipped:
+        warnings.warn(f"{pfile}: {skipped} point(s) without a median left out",
+                      stacklevel=2)
     if not cols["src"]:
         raise LinksFormatError(f"{pfile}: no points")
     return LinksData(
@@ -262,7 +266,10 @@ def fit_links(data: LinksData, *, rel_floor: float = 0.01, confidence: float = 0
     x = data.nbytes.astype(float)
     half = (data.ci_high - data.ci_low) / (2 * _Z95)
     sigma = np.where(np.isfinite(half) & (half > 0), half, 0.0)
-    sigma = np.maximum(sigma, rel_floor * t)
+    # a one-way time can come out <= 0 (a round trip minus an acknowledgement's time
+    # on a noisy host): keep the point, weighted by its own scatter
+    sigma = np.maximum(sigma, rel_floor * np.abs(t))
+    sigma = np.maximum(sigma, 1e-12)
     w = 1.0 / sigma ** 2
 
     def s(v):
@@ -283,7 +290,7 @@ def fit_links(data: LinksData, *, rel_floor: float = 0.01, confidence: float = 0
         alpha = np.where(origin, 0.0, alpha)
         va = np.where(origin, np.nan, va)
         flat = ~(beta >= 0)
-        alpha = np.where(flat, T0 / S0, alpha)
+        alpha = np.where(flat, np.maximum(T0 / S0, 0.0), alpha)
         va = np.where(flat, 1.0 / S0, va)
         beta = np.where(flat, 0.0, beta)
         vb = np.where(flat, np.nan, vb)
@@ -535,7 +542,7 @@ def analyze(data: LinksData, options: Options = Options(), progress=None) -> Ana
     fit = fit_links(data, rel_floor=options.rel_floor, confidence=options.confidence)
     say(f"fitted {fit.src.size} links")
     n = data.nodes
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         feats = {"bandwidth": np.log(fit.beta), "latency": np.log(fit.alpha)}
     for v in feats.values():
         v[~np.isfinite(v)] = np.nan
@@ -779,9 +786,12 @@ def plot_heatmaps(an: Analysis, directory) -> list:
     n = an.data.nodes
     out = []
     sus = {(s["src"], s["dst"]) for s in an.suspect_links}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bw = 1e-9 / an.matrix("beta")
+    bw[~np.isfinite(bw)] = np.nan
     for name, mat, unit, cmap in (
             ("latency", an.matrix("alpha") * 1e6, "α (µs)", "viridis_r"),
-            ("bandwidth", 1e-9 / an.matrix("beta"), "bandwidth 1/β (GB/s)", "viridis")):
+            ("bandwidth", bw, "bandwidth 1/β (GB/s)", "viridis")):
         size = 6.5 if n <= 64 else 9
         fig, ax = plt.subplots(figsize=(size + 1.3, size))
         try:

@@ -232,3 +232,25 @@ class TestCommandLine:
         (path / "points.jsonl").write_text(text[:-40])
         assert links.main([str(path)]) == 0
         assert "truncated" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("direction", ["one", "both"])
+def test_reads_and_analyses_a_real_links_run(tmp_path, direction):
+    """A run of the real measurement (collectives.links, 3 ranks of this machine, every
+    rank pair): read, fitted and written without error whatever the timings (they are
+    noise on a shared 2-core machine, so nothing is asserted about suspects)."""
+    from mpirun import mpirun
+    run = tmp_path / "run"
+    res = mpirun(3, ["-m", "mpi4py", "-m", "collectives.links", "--mode", "rank",
+                     "--direction", direction, "--sizes", "8,4K,1M",
+                     "--time-budget", "0.02", "--min-reps", "6", "--out", run],
+                 timeout=150)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = links.read_links_run(run)
+    assert data.nodes == 3 and data.sizes == [8, 4096, 1 << 20]
+    out = tmp_path / "an"
+    assert links.main([str(run), "--out", str(out)]) == 0
+    rows = (out / "links.csv").read_text().splitlines()
+    assert len(rows) == 1 + (6 if direction == "both" else 3)
+    doc = json.loads((out / "tiers.json").read_text())
+    assert doc["levels"] and doc["levels"][0]["p2p"]["beta"] >= 0
