@@ -192,8 +192,8 @@ def validate(raw: dict, layout, *, run_id: str = "run"):
     Returns ``(LinksOptions, endpoints, Plan)``; raises :class:`UsageError` naming the
     option."""
     from .harness import SYNC_MODES, TimingOptions
-    from .operations import element_count
-    from .parsing import check_timeout, parse_sizes
+    from .operations import element_count, memory_per_rank
+    from .parsing import check_timeout, parse_sizes, physical_memory
     try:
         sizes = parse_sizes(_get(raw, "sizes", DEFAULT_SIZES))
     except ValueError as exc:
@@ -203,6 +203,12 @@ def validate(raw: dict, layout, *, run_id: str = "run"):
             element_count(s, DTYPE)
         except ValueError as exc:
             raise UsageError(f"--sizes: {exc}") from None
+    crowded = max(len(r) for r in layout.ranks_by_node)
+    limit = physical_memory() // (4 * crowded)
+    if memory_per_rank("pingpong", sizes[-1], 2) > limit:
+        raise UsageError(f"--sizes {sizes[-1]} B: a ping-pong needs about "
+                         f"{memory_per_rank('pingpong', sizes[-1], 2)} B per rank, more "
+                         f"than a quarter of this node's memory per rank ({limit} B)")
     mode = _get(raw, "mode", "node")
     direction = _get(raw, "direction", "one")
     concurrent = _get(raw, "concurrent", 0)
