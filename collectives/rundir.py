@@ -41,6 +41,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -112,6 +113,13 @@ def _proc_start(pid: int):
 
 
 def _pid_running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            if fh.read().decode("ascii", "replace").rsplit(")", 1)[1].split()[0] in "ZX":
+                return False
+    except (OSError, IndexError):
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -137,6 +145,9 @@ class RunLock:
     #: a lock file without content younger than this may be a writer between
     #: creating and filling it, older it is a job killed right then
     UNREADABLE_GRACE_S = 10.0
+    #: how long a same-host holder is watched for dying before a refusal (a job killed
+    #: a moment ago, e.g. by its launcher, is still exiting)
+    DYING_GRACE_S = 3.0
 
     def __init__(self, directory):
         self.directory = Path(directory)
@@ -228,6 +239,16 @@ class RunLock:
                 if held_text is None:
                     continue  # released meanwhile
                 reason = self.stale_reason(held, held_text)
+                deadline = time.monotonic() + self.DYING_GRACE_S
+                while reason is None and held is not None and time.monotonic() < deadline \
+                        and held.get("host") == socket.gethostname():
+                    # a job just killed may take a moment to be gone: look again
+                    time.sleep(0.2)
+                    reason = self.stale_reason(held, held_text)
+                    if not self.path.exists():
+                        break
+                if not self.path.exists():
+                    continue
                 if reason is None and break_lock:
                     reason = f"--break-lock; it was held by {_holder(held)}"
                 if reason is None:
@@ -550,6 +571,15 @@ class RunWriter:
             read_metadata(path, cls.KIND, cls.SCHEMA_VERSION)  # before touching it
         except RunDirError as exc:
             raise UsageError(f"{option}: {exc}") from None
+        for name in (METADATA_FILE, POINTS_FILE, CSV_FILE):
+            f = path / name
+            if f.is_symlink():
+                raise UsageError(f"{option}: {f} is a symbolic link; appending would change "
+                                 "the file it points to (copy the run instead)")
+            if f.is_file() and f.stat().st_nlink > 1:
+                raise UsageError(f"{option}: {f} has {f.stat().st_nlink} hard links (a "
+                                 "'cp -l' copy?); appending would change the other copies "
+                                 "too (copy the run without -l)")
         lock = RunLock(path).acquire(break_lock=break_lock, option=option)
         try:
             meta = read_metadata(path, cls.KIND, cls.SCHEMA_VERSION)

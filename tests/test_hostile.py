@@ -343,3 +343,18 @@ def test_check_stopped_rank_ends_the_check(tmp_path):
                  env={"COLLCOST_TEST_FAULT": "wait after p=1@2=stop"})
     assert out.returncode not in (0, 124), out.stderr
     assert "phase 'wait after p=1' exceeded its deadline of 3s" in out.stderr
+
+
+@pytest.mark.parametrize("how", ["symlink", "hardlink"])
+def test_resume_never_appends_through_a_link(sweep_run, tmp_path, how):
+    """A run copied with links (cp -l, ln -s) would be changed through the copy."""
+    orig, run = tmp_path / "orig", tmp_path / "run"
+    shutil.copytree(sweep_run, orig)
+    run.mkdir()
+    for f in orig.iterdir():
+        (os.symlink if how == "symlink" else os.link)(f, run / f.name)
+    before = snapshot(orig)
+    kind, status, text, _ = resume_setup(run, like=sweep_run)
+    assert (kind, status) == ("exit", 2)
+    assert ("symbolic link" if how == "symlink" else "hard links") in text
+    assert snapshot(orig) == before

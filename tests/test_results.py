@@ -277,7 +277,8 @@ class TestMerge:
         with pytest.raises(ValueError, match="given twice"):
             merge_runs([tmp_path / "a", tmp_path / "a"], tmp_path / "m")
         write_run(tmp_path / "b", [8])
-        with pytest.raises(FileExistsError):
+        from collectives.files import UsageError
+        with pytest.raises(UsageError, match="is the input"):
             merge_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "a")
 
     def test_merge_cli(self, tmp_path, capsys):
