@@ -327,8 +327,12 @@ def create_run_dir(path, files: dict, *, option: str = "--out") -> RunLock:
     Raises :class:`UsageError` when ``path`` exists and is not empty (e.g. another job
     created it meanwhile); nothing is left behind then."""
     path = Path(os.path.abspath(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating-", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.creating-", dir=path.parent))
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot create it ({exc.strerror or exc})") \
+            from None
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         for name, text in files.items():
@@ -344,6 +348,10 @@ def create_run_dir(path, files: dict, *, option: str = "--out") -> RunLock:
                              f"created it meanwhile?) ({exc.strerror or exc})") from None
         fsync_dir(path)
         fsync_dir(path.parent)
+    except OSError as exc:  # e.g. the disk filled up: nothing is left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UsageError(f"{option} {path}: cannot create it ({exc.strerror or exc})") \
+            from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
