@@ -9,7 +9,8 @@ the measured rank counts, when priced with the topology's joint constants
     T_native(p, n) = T_A(p, n; α, β, γ of the topology) + call_s     (A chosen per segment)
 
 For each contiguous range of measured sizes and each candidate ``A`` the per-call cost
-is fitted in closed form (relative error, ≥ 0); segments (up to
+is fitted in closed form (relative error, ≥ 0) and the fit scored on capped log ratios
+(:func:`_call_cost`: robust to single wild points); segments (up to
 :data:`MAX_SEGMENTS`) are found by dynamic programming over the sizes and their number by
 BIC, as in :mod:`fits.segments`.  Within each segment the candidates' BIC weights
 ``w_A ∝ exp(-BIC_A / 2)`` are the evidence (all candidates have the same number of free
@@ -37,6 +38,9 @@ __all__ = ["MAX_SEGMENTS", "MIN_SIZES", "MPICH_ALGORITHMS", "candidates", "ident
 MAX_SEGMENTS = 3
 #: Fewest distinct sizes in one segment.
 MIN_SIZES = 2
+#: Misfits beyond this factor count as this factor (:func:`_call_cost`).
+OUTLIER_FACTOR = 2.0
+CAP = float(np.log(OUTLIER_FACTOR))
 #: Most rank counts left out one at a time (spread over the measured ones, the largest
 #: included).
 MAX_LEAVE_OUT = 8
@@ -87,11 +91,25 @@ def candidates(collective: str) -> tuple:
 
 
 def _call_cost(f, t, w):
-    """Per-call cost ≥ 0 minimising Σ w ((f + o - t) / t)², and that RSS."""
-    q = w / (t * t)
-    o = max(0.0, float(np.sum(q * (t - f)) / np.sum(q))) if q.sum() > 0 else 0.0
-    r = (f + o - t) / t
-    return o, float(np.sum(w * r * r))
+    """Per-call cost ``o`` ≥ 0 and the robust misfit of ``f + o`` against ``t``.
+
+    ``o`` minimises Σ w ((f + o - t) / t)² over the points the model explains within a
+    factor :data:`OUTLIER_FACTOR` (a second pass without the others); the misfit is
+    Σ w min(ln((f + o) / t)², ln(OUTLIER_FACTOR)²): symmetric in over- and
+    under-prediction and capped, so that one small-size point timed 50x off on a busy
+    machine cannot outvote the sizes that carry the algorithm's shape.
+    """
+    def fit_o(sel):
+        q = w[sel] / (t[sel] * t[sel])
+        return max(0.0, float(np.sum(q * (t[sel] - f[sel])) / np.sum(q))) \
+            if q.sum() > 0 else 0.0
+
+    o = fit_o(np.ones(t.shape, bool))
+    inliers = np.abs(np.log((f + o) / t)) < CAP
+    if inliers.any() and not inliers.all():
+        o = fit_o(inliers)
+    r = np.minimum(np.log((f + o) / t) ** 2, CAP * CAP)
+    return o, float(np.sum(w * r))
 
 
 def _bic(rss, m, k):
