@@ -161,8 +161,14 @@ class Watchdog:
         if self.exit_status is None:  # tests: report only
             return
         run_abort_handlers()
+        # let the launcher forward the message before the abort tears its I/O down
+        # (without this pause Hydra lost it now and then)
+        time.sleep(MESSAGE_GRACE_S)
         end_job(self.exit_status)
 
+
+#: Seconds between the deadline message and the abort (the launcher forwards it).
+MESSAGE_GRACE_S = 0.5
 
 #: Seconds :func:`end_job` gives ``MPI_Abort`` before ending the process itself.
 ABORT_GRACE_S = 10.0
