@@ -215,8 +215,15 @@ def _identify_arrays(joint, collective, ranks, nbytes, t, w=None, max_segments=N
             "bic_by_segments": {str(s): float(v) for s, v in bic.items()}}
 
 
-def predict(model: dict, joint: dict, collective, ranks, nbytes):
-    """Native collective times (s) from an identified ``model`` and the joint constants."""
+def predict(model: dict, joint: dict, collective, ranks, nbytes, *, average=True):
+    """Native collective times (s) from an identified ``model`` and the joint constants.
+
+    ``average``: each segment's prediction is the BIC-weight average of its candidates'
+    (each with its own per-call cost) -- Bayesian model averaging: where the measured
+    rank counts cannot tell two shapes apart (recursive doubling and Rabenseifner
+    all-reduce at p = 2, 3) the prediction at another p falls between them instead of
+    betting on one.  ``average=False``: the chosen algorithm only.
+    """
     ranks = np.asarray(ranks)
     n = np.asarray(nbytes, dtype=float)
     ranks, n = np.broadcast_arrays(ranks, n)
@@ -224,10 +231,20 @@ def predict(model: dict, joint: dict, collective, ranks, nbytes):
     out = np.empty(n.shape)
     for i, s in enumerate(model["segments"]):
         sel = seg == i
-        if sel.any():
-            out[sel] = joint_fit.predict(joint, collective, s["algorithm"], ranks[sel],
-                                         n[sel], implementation=None,
-                                         call_cost=s["call_s"])
+        if not sel.any():
+            continue
+        weights = s.get("weights") if average else None
+        if not weights:
+            weights = {s["algorithm"]: 1.0}
+        costs_by = s.get("call_s_by_algorithm") or {}
+        total = np.zeros(int(sel.sum()))
+        for alg, w in weights.items():
+            if w < 1e-6:
+                continue
+            total += w * joint_fit.predict(joint, collective, alg, ranks[sel], n[sel],
+                                           implementation=None,
+                                           call_cost=costs_by.get(alg, s["call_s"]))
+        out[sel] = total / sum(w for w in weights.values() if w >= 1e-6)
     return out
 
 
