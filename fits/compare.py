@@ -498,6 +498,16 @@ def format_text(cmp: Comparison, *, top: int = 20) -> str:
     return "\n".join(out)
 
 
+def _plain_ticks(axis):
+    """Ratios as 0.5, 1.2, 10 rather than 5 x 10^-1 on a log axis."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    axis.set_major_formatter(fmt)
+    lo, hi = sorted(abs(v) for v in axis.get_view_interval())
+    # minor labels only within about a decade (else they collide)
+    axis.set_minor_formatter(fmt if lo > 0 and hi / lo < 20 else NullFormatter())
+
+
 def plot_comparison(cmp: Comparison, path) -> Path:
     """Per-point change vs size (significant points highlighted) and per-constant
     change with its interval."""
@@ -511,7 +521,7 @@ def plot_comparison(cmp: Comparison, path) -> Path:
         if pts is not None and len(pts):
             x = pts["bytes"].to_numpy(dtype=float)
             x = np.where(x > 0, x, 0.5)
-            y = 100 * pts["change"].to_numpy(dtype=float)
+            y = 1 + pts["change"].to_numpy(dtype=float)  # NEW / BASE
             if len(pts) > 200_000:  # bounded drawing: a seeded subsample + all flagged
                 keep = np.zeros(len(pts), bool)
                 keep[np.random.default_rng(0).choice(len(pts), 200_000, replace=False)] = 1
@@ -529,15 +539,17 @@ def plot_comparison(cmp: Comparison, path) -> Path:
                     ax.scatter(x[m], y[m], s=9, c=color, label=f"{label} ({int(mask.sum())})",
                                alpha=0.7, edgecolors="none")
             ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            _plain_ticks(ax.yaxis)
             for s in (+1, -1):
-                ax.axhline(100 * s * cmp.threshold, color="k", ls=":", lw=0.8)
-            ax.axhline(0, color="k", lw=0.6)
+                ax.axhline(1 + s * cmp.threshold, color="k", ls=":", lw=0.8)
+            ax.axhline(1, color="k", lw=0.6)
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, "constants files: no points", ha="center",
                     transform=ax.transAxes)
         ax.set_xlabel("bytes")
-        ax.set_ylabel("change of the median time (%)")
+        ax.set_ylabel("median time NEW / BASE (log scale; dotted: threshold)")
         ax.set_title("per point: NEW vs BASE")
         ax = axes[1]
         c = cmp.constants
@@ -545,21 +557,25 @@ def plot_comparison(cmp: Comparison, path) -> Path:
             c = c.reindex(c["change"].abs().sort_values(ascending=False).index).head(25)
             c = c.iloc[::-1]
             ypos = np.arange(len(c))
-            ch = 100 * c["change"].to_numpy(dtype=float)
-            lo = 100 * c["change_lo"].to_numpy(dtype=float)
-            hi = 100 * c["change_hi"].to_numpy(dtype=float)
+            ch = 1 + c["change"].to_numpy(dtype=float)  # NEW / BASE
+            lo = np.clip(1 + c["change_lo"].to_numpy(dtype=float), 1e-6, None)
+            hi = 1 + c["change_hi"].to_numpy(dtype=float)
             err = np.vstack([np.clip(ch - lo, 0, None), np.clip(hi - ch, 0, None)])
-            err = np.where(np.isfinite(err), np.minimum(err, 500), 0)
+            err = np.where(np.isfinite(err), err, 0)
             colors = ["tab:red" if r else ("tab:green" if i else "tab:blue" if s else "0.5")
                       for r, i, s in zip(c["regression"], c["improvement"], c["significant"])]
-            ax.barh(ypos, ch, xerr=err, color=colors, alpha=0.8, ecolor="0.3",
-                    capsize=2)
+            ax.scatter(ch, ypos, c=colors, s=28, zorder=3)
+            ax.errorbar(ch, ypos, xerr=err, fmt="none", ecolor="0.4", capsize=2)
+            ax.set_xscale("log")
+            _plain_ticks(ax.xaxis)
             ax.set_yticks(ypos)
             ax.set_yticklabels([s[:38] for s in c["constant"]], fontsize=7)
             for s in (+1, -1):
-                ax.axvline(100 * s * cmp.threshold, color="k", ls=":", lw=0.8)
-            ax.axvline(0, color="k", lw=0.6)
-        ax.set_xlabel("change (%), conservative interval")
+                ax.axvline(1 + s * cmp.threshold, color="k", ls=":", lw=0.8)
+            ax.axvline(1, color="k", lw=0.6)
+            ax.grid(True, axis="x", alpha=0.3)
+        ax.set_xlabel("NEW / BASE (log scale), conservative interval\nred: regression, "
+                      "green: improvement, blue: significant change", fontsize=8)
         ax.set_title("per constant (largest changes)")
         fig.tight_layout()
         path = Path(path)

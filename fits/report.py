@@ -293,6 +293,11 @@ def _comparison_section(base, new, threshold, bootstrap, say) -> str:
             flag=["REGRESSION" if r else "improved" if i else "changed" if s else ""
                   for r, i, s in zip(order["regression"], order["improvement"],
                                      order["significant"])])
+        scale = [compare._SCALE.get(u, (1.0, u)) for u in order["unit"]]
+        rows = rows.assign(
+            unit=[u for _, u in scale],
+            base=[_fmt(v, k) for v, (k, _) in zip(order["base"], scale)],
+            new=[_fmt(v, k) for v, (k, _) in zip(order["new"], scale)])
         rows = rows[["constant", "unit", "base", "new", "change", "interval", "flag"]]
         parts.append("<h3>Constants</h3>" + _table(rows, left=("constant", "flag"),
                                                    max_rows=150))
