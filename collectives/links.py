@@ -786,6 +786,7 @@ def _coordinate(argv, world, ctrl, layout, opts, plan, ends, stored, run_id, wat
         req, _result, _flag = _step_end(ctrl, False)  # the step is over for everyone
         _wait_all([req])
         watchdog.disarm()
+        hooks.at(f"write step {step.index}")
         writer.append(rows)
         for r in rows:
             ledger.mark(r["src"], r["dst"], r["bytes"], r["median_s"])

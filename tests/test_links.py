@@ -224,10 +224,12 @@ def test_summary_at_1024_endpoints_is_bounded():
     assert "node0007" in lines[at + 1], text  # the slowest endpoint is listed first
 
 
-@pytest.mark.parametrize("fault", ["point:1@0=stop", "before-point:2@1=stop"])
+@pytest.mark.parametrize("fault", ["point:1@0=stop", "before-point:2@1=stop",
+                                   "write step 0@0=stop"])
 def test_a_stopped_rank_ends_the_job(tmp_path, fault):
     """Rank 0 stopped after its first point (its partner and the idle rank are left
-    waiting), or rank 1 stopped inside its pair: a deadline ends the job (status 3)."""
+    waiting), rank 1 stopped inside its pair, or rank 0 stopped between two steps
+    (every other rank waits for the next step): a deadline ends the job."""
     run = tmp_path / "run"
     p = launch(3, ["--mode", "rank", "--sizes", "8,64K", "--point-timeout", "3",
                    "--out", run] + TINY, env={"COLLCOST_TEST_FAULT": fault}, timeout=90)
