@@ -166,50 +166,49 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
                                      ("reps", "l"))}
     flat, offs = array("d"), array("q", [0])
     loads = json.loads
-    fh = open(pfile, "rb")
     skipped = 0
-    for lineno, raw in enumerate(fh, 1):
-        if not raw.strip():
-            continue
-        try:
-            row = loads(raw)
-        except ValueError as exc:
-            if not raw.endswith(b"\n"):  # the last line, cut short
-                warnings.warn(f"{pfile}: ignoring a truncated last line", stacklevel=2)
-                break
-            raise LinksFormatError(f"{pfile}: line {lineno} is not valid JSON ({exc})") \
-                from None
-        try:
-            if row["collective"] != "pingpong":
-                raise LinksFormatError(f"{pfile}: line {lineno}: collective is "
-                                       f"{row['collective']!r}, expected 'pingpong'")
-            s, d = int(row["src"]), int(row["dst"])
-            if not (0 <= s < n_ep and 0 <= d < n_ep) or s == d:
-                raise LinksFormatError(f"{pfile}: line {lineno}: src/dst {s}/{d} are not "
-                                       f"two different endpoints of 0..{n_ep - 1}")
-            med = _num(row["median_s"])
-            if not math.isfinite(med):
-                skipped += 1
+    with open(pfile, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
-            cols["src"].append(s)
-            cols["dst"].append(d)
-            cols["nbytes"].append(int(row["bytes"]))
-            cols["median"].append(med)
-            cols["lo"].append(_num(row.get("ci_low_s")))
-            cols["hi"].append(_num(row.get("ci_high_s")))
-            cols["reps"].append(int(row.get("repetitions") or 0))
-            if samples:
-                sm = (row.get("samples") or {}).get("max") or []
-                flat.extend(float(v) for v in sm)
-                offs.append(offs[-1] + len(sm))
-        except LinksFormatError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise LinksFormatError(f"{pfile}: line {lineno}: bad or missing field "
-                                   f"({exc})") from None
-        if progress and lineno % 500000 == 0:
-            progress(f"read {lineno} rows")
-    fh.close()
+            try:
+                row = loads(raw)
+            except ValueError as exc:
+                if not raw.endswith(b"\n"):  # the last line, cut short
+                    warnings.warn(f"{pfile}: ignoring a truncated last line", stacklevel=2)
+                    break
+                raise LinksFormatError(f"{pfile}: line {lineno} is not valid JSON ({exc})") \
+                    from None
+            try:
+                if row["collective"] != "pingpong":
+                    raise LinksFormatError(f"{pfile}: line {lineno}: collective is "
+                                           f"{row['collective']!r}, expected 'pingpong'")
+                s, d = int(row["src"]), int(row["dst"])
+                if not (0 <= s < n_ep and 0 <= d < n_ep) or s == d:
+                    raise LinksFormatError(f"{pfile}: line {lineno}: src/dst {s}/{d} are not "
+                                           f"two different endpoints of 0..{n_ep - 1}")
+                med = _num(row["median_s"])
+                if not math.isfinite(med):
+                    skipped += 1
+                    continue
+                cols["src"].append(s)
+                cols["dst"].append(d)
+                cols["nbytes"].append(int(row["bytes"]))
+                cols["median"].append(med)
+                cols["lo"].append(_num(row.get("ci_low_s")))
+                cols["hi"].append(_num(row.get("ci_high_s")))
+                cols["reps"].append(int(row.get("repetitions") or 0))
+                if samples:
+                    sm = (row.get("samples") or {}).get("max") or []
+                    flat.extend(float(v) for v in sm)
+                    offs.append(offs[-1] + len(sm))
+            except LinksFormatError:
+                raise
+            except (KeyError, TypeError, ValueError) as exc:
+                raise LinksFormatError(f"{pfile}: line {lineno}: bad or missing field "
+                                       f"({exc})") from None
+            if progress and lineno % 500000 == 0:
+                progress(f"read {lineno} rows")
     if skipped:
         warnings.warn(f"{pfile}: {skipped} point(s) without a median left out",
                       stacklevel=2)
@@ -843,10 +842,11 @@ def format_text(an: Analysis) -> str:
         ci = t["alpha_ci"]
         bci = t["beta_ci"]
         f = lambda v, k: "-" if v is None else f"{v * k:.3g}"  # noqa: E731
+        a_ci = f"[{f(ci[0], 1e6)}, {f(ci[1], 1e6)}]"
+        bw_ci = (f"[{f(1 / bci[1] if bci[1] else None, 1e-9)}, "
+                 f"{f(1 / bci[0] if bci[0] else None, 1e-9)}]")
         lines.append(f"{t['tier']:<5} {t['links']:>8} {f(t['alpha'], 1e6):>10} "
-                     f"{'[' + f(ci[0], 1e6) + ', ' + f(ci[1], 1e6) + ']':>20} "
-                     f"{f(t['bandwidth_Bps'], 1e-9):>8} "
-                     f"{'[' + f(1 / bci[1] if bci[1] else None, 1e-9) + ', ' + f(1 / bci[0] if bci[0] else None, 1e-9) + ']':>18} "
+                     f"{a_ci:>20} {f(t['bandwidth_Bps'], 1e-9):>8} {bw_ci:>18} "
                      f"{len(t['groups'])}")
     if not an.suspect_nodes and not an.suspect_links:
         lines.append("no suspect node or link")
