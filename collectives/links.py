@@ -50,8 +50,8 @@ import numpy as np
 from . import linkplan as lp
 from .files import UsageError, atomic_write_text
 
-__all__ = ["KIND", "LINK_FIELDS", "LinksOptions", "build_parser", "validate",
-           "LinkRunWriter", "read_links", "main"]
+__all__ = ["KIND", "LINK_FIELDS", "LinksOptions", "LinksRun", "build_parser", "validate",
+           "LinkRunWriter", "read_links", "read_links_metadata", "summary", "main"]
 
 PROG = "python -m collectives.links"
 KIND = "collcost-links"
@@ -590,11 +590,10 @@ def _measure(world, opts, plan, ends, a: lp.Assignment, watchdog, hooks) -> list
     rows = []
     try:
         first = members[0]
-        lead_end = a.me if a.leader else a.other
         ack = None
         if plan.direction == "both":
-            label = f"ack {ends[lead_end].host}<->{ends[a.other if a.leader else a.me].host}"
-            watchdog.arm(label)
+            watchdog.arm(f"empty ping-pong {a.me}<->{a.other} ({ends[a.me].host} <-> "
+                         f"{ends[a.other].host})")
             zero = prepare(pair, "pingpong", "native", 0, DTYPE)
             ack = float(np.median(time_call(pair, zero.call, timing_opts).max_s)) * 0.5
             watchdog.disarm()
@@ -644,23 +643,21 @@ def _links_section(opts, plan, ends) -> dict:
                      "empty-message one-way time)")}
 
 
-def _open_run(argv, world, layout, opts, plan, ends, stored, run_id, ledger):
+def _open_run(argv, world, layout, opts, plan, ends, stored, run_id, ledger, overhead):
     from . import metadata as md
-    from .harness import TimingOptions, harness_overhead, timer_properties
+    from .harness import timer_properties
     command_line = [sys.executable, "-m", "collectives.links"] + list(
         sys.argv[1:] if argv is None else argv)
     if stored is not None:
         return LinkRunWriter.resume_into(opts.out, ledger, command_line)
     meta = md.collect(world, layout, options=opts.to_metadata(), command_line=command_line,
                       seed=None, timer=timer_properties(),
-                      harness_overhead_s=_overhead_box.get("value") or {},
+                      harness_overhead_s=overhead or {},
                       gpu=None, run_id=run_id)
     meta["size_convention"] = {"pingpong": _links_section(opts, plan, ends)["time"]}
     meta["links"] = _links_section(opts, plan, ends)
     return LinkRunWriter.create(opts.out, meta)
 
-
-_overhead_box: dict = {}
 
 
 def _run(argv) -> int:
@@ -683,15 +680,16 @@ def _run(argv) -> int:
     _, opts, ends, plan, stored, run_id = setup
     watchdog = Watchdog(opts.point_timeout, rank=rank)
     hooks = FaultHooks(rank, world.Get_size())
+    overhead = None
     if stored is None:  # the harness's own cost, once per run, on the whole job
         probe = TimingOptions(sync=opts.sync, time_budget=min(0.2, opts.time_budget))
         with watchdog.phase("harness overhead probe"):
-            _overhead_box["value"] = {opts.sync: float(harness_overhead(world, probe))}
+            overhead = {opts.sync: float(harness_overhead(world, probe))}
     ctrl = world.Dup()  # control traffic never matches a pair's messages
     try:
         if rank == 0:
             status = _coordinate(argv, world, ctrl, layout, opts, plan, ends, stored,
-                                 run_id, watchdog, hooks)
+                                 run_id, overhead, watchdog, hooks)
         else:
             status = _follow(world, ctrl, opts, plan, ends, watchdog, hooks)
     finally:
@@ -741,11 +739,12 @@ def _follow(world, ctrl, opts, plan, ends, watchdog, hooks) -> int:
             return 0
 
 
-def _coordinate(argv, world, ctrl, layout, opts, plan, ends, stored, run_id, watchdog,
-                hooks) -> int:
+def _coordinate(argv, world, ctrl, layout, opts, plan, ends, stored, run_id, overhead,
+                watchdog, hooks) -> int:
     """Rank 0: walk the plan, hand out assignments, write the rows, print."""
     ledger = lp.Ledger(plan.n, plan.sizes)
-    writer = _open_run(argv, world, layout, opts, plan, ends, stored, run_id, ledger)
+    writer = _open_run(argv, world, layout, opts, plan, ends, stored, run_id, ledger,
+                       overhead)
     left = ledger.remaining(plan)
     start_round = ledger.first_round_left(plan)
     estimate = plan.estimate(_estimate_per_point(opts), remaining_points=left,

@@ -4,7 +4,6 @@ killed rank then ``--resume``, an injected failure.  Every launch under a timeou
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
