@@ -75,10 +75,21 @@ def plot_entry(efit, path, *, confidence: float = 0.95) -> Path:
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
         e = efit.entry
-        if "alpha" in e and e.get("alpha") is not None:
-            label = (f"α={e['alpha'] * 1e6:.3g} µs  β={e['beta'] * 1e12:.3g} ps/B"
-                     + (f"  γ={e['gamma'] * 1e12:.3g} ps/B" if e.get("gamma") else "")
-                     + ("  (largest-size segment)" if e.get("breakpoints") else ""))
+        head = getattr(efit, "headline", None)
+        if head and head["latency"].get("value") is not None \
+                and head["bandwidth"].get("value") is not None:
+            label = (f"latency {head['latency']['value'] * 1e6:.3g} µs "
+                     f"({head['latency']['status']}), bandwidth "
+                     f"{head['bandwidth']['value'] * 1e-9:.3g} GB/s "
+                     f"({head['bandwidth']['status']})")
+        elif "alpha" in e and e.get("alpha") is not None:
+            top = (e.get("segments") or [{}])[-1]
+            where = (f"{int(top['min_bytes'])}-{int(top['max_bytes'])} B: "
+                     if "min_bytes" in top else "")
+            # a segment's intercept, not a latency: never headed plainly α
+            label = (f"{where}intercept {e['alpha'] * 1e6:.3g} µs  "
+                     f"β={e['beta'] * 1e12:.3g} ps/B"
+                     + (f"  γ={e['gamma'] * 1e12:.3g} ps/B" if e.get("gamma") else ""))
         elif "value" in e:
             label = f"γ={e['value'] * 1e12:.3g} ps/B (largest sizes)"
         else:
