@@ -103,3 +103,17 @@ def test_point_timeout_exits_3_while_another_rank_waits_elsewhere(tmp_path):
     assert proc.returncode == 3, (proc.returncode, proc.stderr[-3000:])
     assert "allreduce/native/intra/2/1048576B exceeded --point-timeout 1s" in proc.stderr
     assert len(read_run(tmp_path / "run").points) == 0
+
+
+def test_an_exception_on_one_rank_aborts_with_status_1(tmp_path):
+    """Same under every library: the failing rank's message, MPI_Abort(1) (the
+    launcher's own report, tests/mpirun.py), status 1, the points done kept."""
+    from collectives.faults import FAIL_ENV
+    proc = sweep(3, ["--collectives", "allreduce", "--sizes", "8,16", "--ranks", "3",
+                     "--time-budget", "0.005", "--min-reps", "2", "--max-reps", "20",
+                     "--out", tmp_path / "run"], cwd=tmp_path, timeout=60,
+                 env={FAIL_ENV: "2"})
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-3000:])
+    assert f"rank 2: RuntimeError: {FAIL_ENV}=2" in proc.stderr
+    assert any(text in proc.stderr for text in library().abort_report), proc.stderr[-3000:]
+    assert len(read_run(tmp_path / "run").points) == 1
