@@ -206,16 +206,38 @@ def idle_wait(comm, poll: float = 0.0005) -> None:
         time.sleep(poll)
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a batch system ending the job) is handled like SIGINT: the lock is
+    released and the job aborted, when the main thread gets back to Python."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    try:
+        signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):  # not the main thread
+        pass
+
+
 def guarded_main(body, argv=None) -> int:
     """Run ``body(argv)`` and return its status; an exception on any rank prints its
     traceback and the rank, runs the :func:`at_abort` handlers and aborts the whole
     job (``MPI_Abort``, status 1)."""
     from .mpi import MPI
+    _terminate_as_interrupt()
     try:
         return body(argv)
     except SystemExit:
         run_abort_handlers()
         raise
+    except KeyboardInterrupt:  # SIGINT (Ctrl-C), forwarded by the launcher to each rank
+        rank = MPI.COMM_WORLD.Get_rank()
+        sys.stderr.write(f"collcost: rank {rank}: interrupted; completed points are on "
+                         "disk (--resume continues the run); aborting the job\n")
+        sys.stderr.flush()
+        run_abort_handlers()
+        MPI.COMM_WORLD.Abort(130)
+        return 130
     except BaseException as exc:  # noqa: BLE001 -- report, then take the job down
         rank = MPI.COMM_WORLD.Get_rank()
         # one write: a second one can be lost when the abort tears the job down

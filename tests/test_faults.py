@@ -216,3 +216,34 @@ def test_concurrent_new_runs_one_wins(tmp_path):
     assert len(run.points) == 1 and len(run.metadata["launches"]) == 1
     assert any("not empty" in e or "exists" in e for _, e in results)
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupted_sweep_releases_its_lock_and_resumes(tmp_path, sig):
+    """Ctrl-C or a batch system's SIGTERM: the job ends, the lock goes, --resume ends it."""
+    import signal
+    out = tmp_path / "run"
+    env = dict(os.environ, **OVERSUBSCRIBE_ENV, PYTHONPATH=str(ROOT),
+               COLLCOST_TEST_FAULT="before-point:2@0=sleep:30")
+    proc = subprocess.Popen([mpiexec(), "-n", "3", sys.executable, "-m", "collectives.sweep",
+                             *map(str, SWEEP), "--point-timeout", "60", "--out", str(out)],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                (out / "points.jsonl").exists() and (out / "points.jsonl").stat().st_size):
+            time.sleep(0.2)
+        time.sleep(0.5)  # rank 0 is in its sleep before point 2
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode not in (0, None), err[-2000:]
+    assert "interrupted" in err, err[-2000:]
+    assert not (out / ".lock").exists()
+    before = read_run(out).points
+    assert len(before) == 1
+    check_complete(out, before)
