@@ -60,11 +60,14 @@ DEFAULT_TIME_BUDGET = 0.2
 DEFAULT_TARGET_CI = 0.05
 DEFAULT_MIN_REPS = 10
 DEFAULT_MAX_REPS = 10000
+#: Per-repetition samples kept per point (a random subset when there are more): the
+#: files grow with the links, not with links x repetitions.
+DEFAULT_KEEP_SAMPLES = 64
 DTYPE = "float32"
 TOPOLOGY = "link"
 #: Fields a links row adds to the sweep's point record (contract 3).
 LINK_FIELDS = ("src", "dst", "src_host", "dst_host", "src_rank", "dst_rank", "round",
-               "step", "concurrent", "ack_s", "timing_loop")
+               "step", "concurrent", "ack_s", "samples_kept", "timing_loop")
 #: Options that may differ between a run and its ``--resume``.
 RESUME_FREE = ("point_timeout", "out", "resume")
 _TAG_WORK, _TAG_ROWS = 11, 12
@@ -135,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--warmup", type=int, metavar="N",
       help="untimed calls before each point (default: automatic, 3 and then up to 1%% "
            "of the time budget)")
+    a("--keep-samples", type=int, metavar="K",
+      help="per-repetition times stored per point at most: a random subset of K "
+           "repetitions when there were more (the statistics use all of them), so the "
+           "files grow with the number of links, not links x repetitions (default "
+           f"{DEFAULT_KEEP_SAMPLES})")
     a("--point-timeout", type=float, metavar="SECONDS",
       help="abort the job (status 3) when one point runs longer than this, naming the "
            "link; 0 disables (default 120 + 20 x --time-budget)")
@@ -162,6 +170,7 @@ class LinksOptions:
     min_reps: int
     max_reps: int
     warmup: int | None
+    keep_samples: int
     point_timeout: float
     out: str
     resume: str | None = None
@@ -229,6 +238,9 @@ def validate(raw: dict, layout, *, run_id: str = "run"):
                       max_reps=_get(raw, "max_reps", DEFAULT_MAX_REPS), warmup=warmup)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"timing options: {exc}") from None
+    keep = _get(raw, "keep_samples", DEFAULT_KEEP_SAMPLES)
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise UsageError(f"--keep-samples must be a whole number >= 1, got {keep!r}")
     timeout = raw.get("point_timeout")
     timeout = check_timeout(120 + 20 * float(budget) if timeout is None else timeout,
                             "--point-timeout")
@@ -244,6 +256,7 @@ def validate(raw: dict, layout, *, run_id: str = "run"):
                         min_reps=int(_get(raw, "min_reps", DEFAULT_MIN_REPS)),
                         max_reps=int(_get(raw, "max_reps", DEFAULT_MAX_REPS)),
                         warmup=None if warmup is None else int(warmup),
+                        keep_samples=keep,
                         point_timeout=timeout, out=str(resume or out), resume=resume)
     return opts, ends, plan
 
@@ -252,7 +265,8 @@ def _resume_options(args: dict, layout, meta: dict, path: str):
     stored = dict(meta.get("options") or {})
     raw = {k: stored.get(k) for k in ("mode", "groups_per_node", "sizes", "direction",
                                       "concurrent", "sync", "target_ci", "time_budget",
-                                      "min_reps", "max_reps", "warmup", "point_timeout")}
+                                      "min_reps", "max_reps", "warmup", "keep_samples",
+                                      "point_timeout")}
     for k, v in args.items():
         if v is not None and k not in ("resume", "out"):
             raw[k] = v
@@ -342,7 +356,14 @@ def _iter_rows(pfile: Path):
 def _check_link_point(row: dict) -> None:
     """The sweep's point checks (collectives.results), plus the link fields."""
     from .results import _check_point
-    _check_point(dict(row, topology="inter"))  # the sweep's checks, topology aside
+    kept = row.get("samples_kept")
+    # the sweep's checks, the link topology and a subset of the samples aside
+    _check_point(dict(row, topology="inter", **({} if kept is None else
+                                                 {"repetitions": kept})))
+    if kept is not None and not (isinstance(row.get("repetitions"), int)
+                                 and row["repetitions"] >= kept):
+        raise ValueError(f"links point keeps {kept} samples of "
+                         f"{row.get('repetitions')!r} repetitions")
     if row.get("topology") != TOPOLOGY:
         raise ValueError(f"a links point has topology {TOPOLOGY!r}, got "
                          f"{row.get('topology')!r}")
@@ -570,9 +591,16 @@ def _row(opts, plan, ends, a: lp.Assignment, src, dst, size, prepared, timing, c
                   "p99_s"):
             row[k] = row[k] - ack
         row["samples"] = {k: [x - ack for x in v] for k, v in row["samples"].items()}
+    n = len(row["samples"]["max"])
+    if n > opts.keep_samples:  # a random subset, in measurement order
+        import random
+        keep = sorted(random.Random(f"{src}/{dst}/{size}").sample(range(n),
+                                                                  opts.keep_samples))
+        row["samples"] = {k: [v[i] for i in keep] for k, v in row["samples"].items()}
     row.update(src=src, dst=dst, src_host=ends[src].host, dst_host=ends[dst].host,
                src_rank=ends[src].rank, dst_rank=ends[dst].rank, round=a.round,
-               step=a.step, concurrent=a.concurrent, ack_s=ack)
+               step=a.step, concurrent=a.concurrent, ack_s=ack,
+               samples_kept=len(row["samples"]["max"]))
     row.setdefault("timing_loop", "python")
     return row
 

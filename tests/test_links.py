@@ -43,6 +43,7 @@ BAD = [
     (["a", "b"], ["--point-timeout", "nan"], "--point-timeout must be >= 0"),
     (["a", "b"], ["--resume", "/nonexistent/run"], "not a run directory"),
     (["a", "b"], ["--sizes", "8,64T"], "more than a quarter of this node's memory"),
+    (["a", "b"], ["--keep-samples", "0"], "--keep-samples must be a whole number >= 1"),
 ]
 
 
@@ -132,6 +133,17 @@ def test_all_rank_pairs(tmp_path, n):
     assert "bandwidth matrix" in p.stdout
     back = links.read_links(run)
     assert len(back.points) == len(got) and "samples" not in back.points
+
+
+def test_samples_kept_are_bounded(tmp_path):
+    run = tmp_path / "run"
+    p = launch(2, ["--mode", "rank", "--sizes", "8", "--keep-samples", "4",
+                   "--time-budget", "0.05", "--min-reps", "10", "--out", run], timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (r,) = rows(run)
+    assert r["repetitions"] >= 10 and r["samples_kept"] == 4
+    assert all(len(v) == 4 for v in r["samples"].values())
+    assert r["min_s"] <= min(r["samples"]["max"])  # statistics over every repetition
 
 
 def test_both_directions_serial(tmp_path):
