@@ -166,6 +166,9 @@ def _latency(n, t, reps, confidence, breakpoints, ranks):
                             "the interval is one-sided"})
         return out
     status, reason = status_of(alpha, ci)
+    if small.min() > LATENCY_MAX_BYTES:
+        status, reason = "not_identified", (f"no size up to {LATENCY_MAX_BYTES} B was "
+                                            "measured: no small-message regime")
     out.update({"value": alpha, "ci": ci, "status": status,
                 "note": why + (f"; not identified: {reason}" if reason else "")})
     return out
@@ -216,6 +219,9 @@ def _bandwidth(n, t, reps, confidence, opts_segments, ranks, p2p_breakpoints=())
                     "note": note + "; the slope is not positive: no bandwidth"})
         return out
     status, reason = status_of(beta, ci_beta)
+    if large.max() <= LATENCY_MAX_BYTES:
+        status, reason = "not_identified", (f"no size above {LATENCY_MAX_BYTES} B was "
+                                            "measured: no large-message regime")
     ci = None
     if ci_beta is not None:
         lo, hi = ci_beta
