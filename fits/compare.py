@@ -44,6 +44,8 @@ __all__ = ["Comparison", "load_side", "compare", "compare_points", "compare_cons
            "constants_rows", "format_text", "plot_comparison", "main"]
 
 EXIT_REGRESSION = 1
+#: Most links listed per constant in a links comparison.
+LINK_ROWS = 200
 EXIT_USAGE = 2
 
 
@@ -168,8 +170,12 @@ def _mwu_grouped(base_samples, new_samples):
             B = np.stack([new_samples[i] for i in part])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                # exact for small samples: its smallest p-value (2/C(na+nb, na))
+                # is far below the normal approximation's, which matters when 10^6
+                # points share one false-discovery budget
                 res = stats.mannwhitneyu(A, B, alternative="two-sided", axis=1,
-                                         method="asymptotic" if na + nb > 16 else "auto")
+                                         method="exact" if max(na, nb) <= 40
+                                         else "asymptotic")
             p[part] = res.pvalue
     return p
 
@@ -313,7 +319,10 @@ def _links_constants(an, *, per_link_limit: int = 2000) -> dict:
 
 
 def _link_rows(ba, na, threshold):
-    """Per-link β and α changes with disjoint intervals (vectorized)."""
+    """Per-link β and α changes with disjoint intervals (vectorized): rows for at most
+    :data:`LINK_ROWS` links per constant (largest changes first) and, per constant,
+    ``(links changed, links worse, listed links worse)`` in total."""
+    totals = {}
     n = ba.data.nodes
     kb = ba.fit.src.astype(np.int64) * n + ba.fit.dst
     kn = na.fit.src.astype(np.int64) * n + na.fit.dst
@@ -326,7 +335,10 @@ def _link_rows(ba, na, threshold):
             change = nv / bv - 1
         disjoint = (nci[:, 0] > bci[:, 1]) | (nci[:, 1] < bci[:, 0])
         hit = np.flatnonzero(disjoint & (np.abs(change) > threshold))
-        hit = hit[np.argsort(-np.abs(change[hit]))][:200]
+        worse = int(np.sum(change[hit] > threshold))
+        hit = hit[np.argsort(-np.abs(change[hit]))][:LINK_ROWS]
+        totals[c] = (int(np.sum(disjoint & (np.abs(change) > threshold))), worse,
+                     int(np.sum(change[hit] > threshold)))
         for h in hit:
             s, d = int(common[h] // n), int(common[h] % n)
             rows.append({"constant": f"link {ba.data.hosts[s]}->{ba.data.hosts[d]} {c}",
@@ -337,7 +349,7 @@ def _link_rows(ba, na, threshold):
                          "change_hi": nci[h, 1] / bci[h, 0] - 1 if bci[h, 0] else math.inf,
                          "significant": True, "regression": bool(change[h] > threshold),
                          "improvement": bool(change[h] < -threshold)})
-    return rows
+    return rows, totals
 
 
 @dataclass
@@ -352,10 +364,11 @@ class Comparison:
     only_base: int = 0
     only_new: int = 0
     notes: list = field(default_factory=list)
+    extra_regressions: int = 0  # regressed links beyond those listed
 
     @property
     def regressions(self) -> int:
-        n = 0
+        n = self.extra_regressions
         for f in (self.points, self.constants):
             if f is not None and len(f):
                 n += int(f["regression"].sum())
@@ -416,7 +429,14 @@ def compare(base: Side, new: Side, *, threshold: float = 0.05, alpha: float = 0.
         if len(ba.tiers) != len(na.tiers):
             cmp.notes.append(f"tiers differ: {len(ba.tiers)} in BASE, {len(na.tiers)} "
                              "in NEW (tiers compared by index)")
-        links = pd.DataFrame(_link_rows(ba, na, threshold), columns=frame.columns)
+        rows, totals = _link_rows(ba, na, threshold)
+        links = pd.DataFrame(rows, columns=frame.columns)
+        for c, (changed, worse, listed_worse) in totals.items():
+            if changed > LINK_ROWS:
+                cmp.notes.append(f"{changed} links' {c} changed significantly past the "
+                                 f"threshold ({worse} worse); the {LINK_ROWS} largest "
+                                 "are listed")
+            cmp.extra_regressions += worse - listed_worse
         cmp.constants = pd.concat([frame, links], ignore_index=True) if len(links) \
             else frame
     return cmp

@@ -116,3 +116,15 @@ def test_sweep_runs_same_data_no_regression(tmp_path, capsys):
     assert compare.main([str(EXAMPLE), str(copy), "--bootstrap", "10"]) == 0
     out = capsys.readouterr().out
     assert "0 regressions" in out and "no regression" in out
+
+
+def test_regressions_count_links_beyond_those_listed(runs, monkeypatch):
+    base = compare.load_side(runs["base"], "BASE")
+    new = compare.load_side(runs["slow"], "NEW")
+    full = compare.compare(base, new)
+    monkeypatch.setattr(compare, "LINK_ROWS", 3)
+    capped = compare.compare(compare.load_side(runs["base"], "BASE"),
+                             compare.load_side(runs["slow"], "NEW"))
+    assert capped.regressions == full.regressions > 10
+    assert sum(c.startswith("link ") for c in capped.constants["constant"]) <= 6
+    assert any("are listed" in n for n in capped.notes)
