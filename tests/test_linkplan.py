@@ -215,3 +215,70 @@ class TestBookkeepingAt1024:
             ledger.mark(0, 1, 9)
         with pytest.raises(ValueError, match=r"\(2, 2\)"):
             ledger.mark(2, 2, 8)
+
+
+class TestRowsAndFiles:
+    """The rank-0 side without MPI: a row's size does not grow with its repetitions,
+    and the writer streams every link of 128 endpoints to disk and reads them back."""
+
+    @staticmethod
+    def row(n, reps, size=1024):
+        from collectives.harness import Timing
+        from collectives.operations import Prepared
+        rng = np.random.default_rng(reps)
+        t = 1e-6 * (1 + rng.random(reps))
+        timing = Timing(max_s=t, min_s=t, mean_s=t, discarded=0, warmup=3,
+                        stop_rule="budget")
+        return timing, Prepared("pingpong", "native", size // 4, None, None, scale=0.5)
+
+    def test_row_size_bounded_in_repetitions(self, tmp_path):
+        import json
+
+        from collectives import links
+        layout = layout_from_hosts(["h"] * 4)
+        opts, ends, plan = links.validate({"mode": "rank", "sizes": "1K",
+                                           "out": str(tmp_path / "r")}, layout)
+        step = next(plan.steps())
+        a = plan.assignments(step, ends)[0]
+        lengths = []
+        for reps in (100, 10_000, 100_000):
+            timing, prepared = self.row(4, reps)
+            row = links._row(opts, plan, ends, a, 0, a.other, 1024, prepared, timing, True)
+            assert row["repetitions"] == reps and row["samples_kept"] == 64
+            assert row["median_s"] == pytest.approx(0.5 * np.median(timing.max_s))
+            lengths.append(len(json.dumps(row)))
+        assert max(lengths) < 1.2 * min(lengths) and max(lengths) < 6000, lengths
+        assert list(tmp_path.iterdir()) == []  # validating wrote nothing
+
+    def test_writer_streams_every_link_and_resume_reads_them(self, tmp_path):
+        import json
+
+        from collectives import links
+        n = 128
+        layout = layout_from_hosts([f"n{i}" for i in range(n)])
+        run = tmp_path / "run"
+        opts, ends, plan = links.validate({"sizes": "1K", "out": str(run)}, layout)
+        meta = {"run_id": "test-run", "links": links._links_section(opts, plan, ends),
+                "options": opts.to_metadata()}
+        writer = links.LinkRunWriter.create(opts.out, meta)
+        assert (run / ".lock").exists()
+        timing, prepared = self.row(n, 500)
+        for step in plan.steps():
+            rows = [links._row(opts, plan, ends, a, a.me, a.other, 1024, prepared,
+                               timing, True)
+                    for a in plan.assignments(step, ends).values() if a.leader]
+            writer.append(rows)
+        csv = writer.finish()
+        assert not (run / ".lock").exists()
+        size = (run / "points.jsonl").stat().st_size
+        assert writer.written == plan.pairs == 8128 and size < 8128 * 6000
+        assert len(csv.read_text().splitlines()) == 8128 + 1
+        # resume: every point is found again, none is left to do
+        ledger = lp.Ledger(n, plan.sizes)
+        again = links.LinkRunWriter.resume_into(run, ledger)
+        again.finish()
+        assert ledger.remaining(plan) == 0 and ledger.first_round_left(plan) == plan.rounds
+        meta = json.loads((run / "metadata.json").read_text())
+        assert [x["launch"] for x in meta["launches"]] == ["test-run", "test-run+1"]
+        back = links.read_links(run)
+        assert len(back.points) == 8128 and set(back.points["samples_kept"]) == {64}
