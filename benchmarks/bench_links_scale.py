@@ -4,7 +4,8 @@ directed links x 3 sizes), written to a temporary directory, read back and analy
 Prints, side by side in one run: seconds and peak memory (RSS high-water mark) of
 writing, reading and analysing, and whether the planted slow node, slow links and the
 two tiers were recovered (tier β within 10% of the truth).  Timings depend on the
-machine's load: rerun on a quiet machine for numbers to quote.
+machine's load (wall vs CPU seconds show it): rerun on a quiet machine for numbers to
+quote.
 
     .venv/bin/python benchmarks/bench_links_scale.py [--nodes 1024] [--keep DIR]
 """
@@ -40,7 +41,7 @@ def main():
     slow_links = {(1, n // 2 + 3): 2.0, (7, 8): 2.0}
     c = linksynth.make_cluster(n, groups=a.groups, slow_nodes={n // 3: 2.0},
                                slow_links=slow_links, seed=1)
-    t_write = t_read = 0.0
+    t_write = t_read = c_write = c_read = 0.0
     r0 = r1 = rss_mb()
     size = 0.0
     tmp = None
@@ -48,38 +49,39 @@ def main():
         if a.files or a.keep:
             tmp = (Path(a.keep) if a.keep
                    else Path(tempfile.mkdtemp(prefix="links-bench-")) / "run")
-            t = time.perf_counter()
+            t, c0 = time.perf_counter(), time.process_time()
             linksynth.write_run(tmp, c, repetitions=a.repetitions, seed=2)
-            t_write = time.perf_counter() - t
+            t_write, c_write = time.perf_counter() - t, time.process_time() - c0
             size = sum(f.stat().st_size for f in tmp.iterdir()) / 2**20
             r0 = rss_mb()
-            t = time.perf_counter()
+            t, c0 = time.perf_counter(), time.process_time()
             data = links.read_links_run(tmp)
-            t_read = time.perf_counter() - t
+            t_read, c_read = time.perf_counter() - t, time.process_time() - c0
             r1 = rss_mb()
         else:
-            t = time.perf_counter()
+            t, c0 = time.perf_counter(), time.process_time()
             data = linksynth.links_data(c, repetitions=a.repetitions, seed=2)
-            t_write = time.perf_counter() - t
+            t_write, c_write = time.perf_counter() - t, time.process_time() - c0
             r0 = r1 = rss_mb()
-        t = time.perf_counter()
+        t, c0 = time.perf_counter(), time.process_time()
         an = links.analyze(data, progress=lambda m: print("  ", m, file=sys.stderr))
-        t_an = time.perf_counter() - t
+        t_an, c_an = time.perf_counter() - t, time.process_time() - c0
         r2 = rss_mb()
         with tempfile.TemporaryDirectory() as d:
-            t = time.perf_counter()
+            t, c0 = time.perf_counter(), time.process_time()
             links.write_outputs(an, Path(d) / "out", overwrite=False, plots=True)
-            t_out = time.perf_counter() - t
+            t_out, c_out = time.perf_counter() - t, time.process_time() - c0
         r3 = rss_mb()
     finally:
         if tmp is not None and not a.keep:
             shutil.rmtree(tmp.parent, ignore_errors=True)
     print(f"N={n} links={an.fit.src.size} points={data.median.size} files={size:.0f} MiB")
-    print(f"{'stage':<10} {'seconds':>8} {'peak RSS MiB':>13}")
-    for name, s, r in (("generate" if not (a.files or a.keep) else "write", t_write, r0),
-                       ("read", t_read, r1),
-                       ("analyse", t_an, r2), ("outputs", t_out, r3)):
-        print(f"{name:<10} {s:8.1f} {r:13.0f}")
+    print(f"{'stage':<10} {'wall s':>8} {'CPU s':>8} {'peak RSS MiB':>13}")
+    for name, s, cpu, r in (
+            ("generate" if not (a.files or a.keep) else "write", t_write, c_write, r0),
+            ("read", t_read, c_read, r1), ("analyse", t_an, c_an, r2),
+            ("outputs", t_out, c_out, r3)):
+        print(f"{name:<10} {s:8.1f} {cpu:8.1f} {r:13.0f}")
     nodes = sorted(s["node"] for s in an.suspect_nodes)
     found = {(s["src"], s["dst"]) for s in an.suspect_links}
     want = {k for ij in slow_links for k in (ij, ij[::-1])}
