@@ -188,7 +188,8 @@ def check_output(path, *, inputs=(), option: str = "--out", overwrite: bool = Fa
 
     Raises :class:`UsageError` (message starting with ``option``) when ``path`` is
     empty; is, or is inside, one of ``inputs`` (files or run directories; symbolic
-    links resolved, hard links detected); has no writable directory to be created in (a probe file is created and removed); or
+    links resolved, hard links detected); is one of a run directory's own files
+    (:data:`RUN_FILES` next to a ``metadata.json``), input or not; has no writable directory to be created in (a probe file is created and removed); or
     exists when it must not:
 
     * ``directory=False`` (a file): an existing directory is always refused; an
@@ -221,6 +222,9 @@ def check_output(path, *, inputs=(), option: str = "--out", overwrite: bool = Fa
             what = "is" if out == src or _same_file(out, src) else "is inside"
             raise UsageError(f"{option} {text}: {what} the input {inp}; refusing to "
                              "overwrite an input (choose another path)")
+    if not directory and out.name in RUN_FILES and (out.parent / "metadata.json").is_file():
+        raise UsageError(f"{option} {text}: is a file of the run directory {out.parent}; "
+                         "refusing to overwrite measurements (choose another path)")
     if out.exists() or os.path.islink(text):
         if not out.exists():  # a dangling symbolic link
             raise UsageError(f"{option} {text}: is a dangling symbolic link")

@@ -110,3 +110,13 @@ def test_inside_ok_allows_new_names_in_a_run_directory(tmp_path):
         == (run / "constants.json").resolve()
     with pytest.raises(UsageError, match="is the input"):
         check_output(run, inputs=[run], overwrite=True, inside_ok=True, directory=True)
+
+
+def test_a_runs_own_files_are_never_outputs(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metadata.json").write_text("{}")
+    for name in ("points.jsonl", "points.csv", "metadata.json", ".lock"):
+        with pytest.raises(UsageError, match="is a file of the run directory"):
+            check_output(run / name, overwrite=True)
+    assert check_output(run / "constants.json")  # other names: the caller decides
