@@ -35,7 +35,8 @@ rates above a few hundred Mbit/s become CPU-bound on a small machine.
 Needs root (namespaces, veths, qdiscs) and the ``ip``, ``tc`` and ``unshare`` tools.
 
 Heterogeneous networks (issue 12: find slow nodes, slow links, switch tiers):
-``host_rates={1: "20mbit"}`` gives host 1's link (both directions) its own rate;
+``host_rates={1: "20mbit"}`` gives host 1's link (both directions) its own rate
+(``{1: ("20mbit", "40mbit")}``: 20 Mbit/s out, 40 in);
 ``link_rates={(0, 2): "10mbit"}`` slows the traffic between hosts 0 and 2 only -- each
 end's egress gets an htb classifier (its classes far above any rate, so htb itself never
 shapes) whose u32 filter on the partner's address sends that traffic through a tbf of
@@ -348,9 +349,17 @@ class EmulatedCluster:
             self.trunk_bps = parse_rate(trunk_rate if trunk_rate is not None else rate)
         elif trunk_rate is not None:
             raise ValueError("trunk_rate: only meaningful with 2 or more switches")
-        self.host_bps = [self.rate_bps] * hosts
+        self.host_bps = [self.rate_bps] * hosts     # what each host sends at most
+        self.host_in_bps = [self.rate_bps] * hosts  # what each host receives at most
         for host, r in dict(host_rates or {}).items():
-            self.host_bps[self.host_index(host)] = parse_rate(r)
+            i = self.host_index(host)
+            if isinstance(r, (tuple, list)):  # (out, in): an asymmetric link
+                if len(r) != 2:
+                    raise ValueError(f"host_rates: host {host!r}: expected a rate or "
+                                     f"(out, in), got {r!r}")
+                self.host_bps[i], self.host_in_bps[i] = parse_rate(r[0]), parse_rate(r[1])
+            else:
+                self.host_bps[i] = self.host_in_bps[i] = parse_rate(r)
         self.link_bps = {}
         for key, r in dict(link_rates or {}).items():
             if not (isinstance(key, (tuple, list)) and len(key) == 2):
@@ -428,7 +437,7 @@ class EmulatedCluster:
                  self.bridge(self.switch_of[i])])
             _sh(["ip", "-n", sw, "link", "set", port, "up"])
             self._limit_host(i)
-            self._tbf(sw, port, self.host_bps[i])
+            self._tbf(sw, port, self.host_in_bps[i])
 
     def _tbf(self, ns: str, dev: str, bps: float, parent: str = "root",
              handle: str | None = None) -> None:
@@ -441,7 +450,7 @@ class EmulatedCluster:
         """Bits per second host ``i`` sends to host ``j`` at most (the slowest of its
         egress, the pair's rate, the trunk between their switches, j's ingress)."""
         i, j = self.host_index(i), self.host_index(j)
-        rates = [self.host_bps[i], self.host_bps[j]]
+        rates = [self.host_bps[i], self.host_in_bps[j]]
         if (min(i, j), max(i, j)) in self.link_bps:
             rates.append(self.link_bps[(min(i, j), max(i, j))])
         if self.switch_of[i] != self.switch_of[j]:
@@ -479,7 +488,11 @@ class EmulatedCluster:
                   "through a core bridge" if self.switches > 1 else "")]
         for i in range(self.hosts):
             out.append(f"  host {i} {self.hosts_ns[i]} ({self.addresses[i]}) switch "
-                       f"{self.switch_of[i]}: {self.host_bps[i] / 1e6:g} Mbit/s each way")
+                       f"{self.switch_of[i]}: " + (
+                           f"{self.host_bps[i] / 1e6:g} Mbit/s each way"
+                           if self.host_bps[i] == self.host_in_bps[i] else
+                           f"{self.host_bps[i] / 1e6:g} Mbit/s out, "
+                           f"{self.host_in_bps[i] / 1e6:g} Mbit/s in"))
         for (i, j), bps in sorted(self.link_bps.items()):
             out.append(f"  link {i}-{j}: {bps / 1e6:g} Mbit/s each way")
         return "\n".join(out)
@@ -822,8 +835,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-direction link rate in tc units: 200mbit, 1gbit, 25mbps (bytes/s) "
                         "(default 200mbit)")
     p.add_argument("--host-rate", action="append", default=[], metavar="HOST=RATE",
-                   help="rate of one host's link, both directions (HOST: index from 0); "
-                        "repeatable; e.g. 1=100mbit makes host 1 a slow node")
+                   help="rate of one host's link (HOST: index from 0), both directions, "
+                        "or OUT/IN for what it sends / receives; repeatable; e.g. "
+                        "1=100mbit makes host 1 a slow node, 1=100mbit/1gbit a slow sender")
     p.add_argument("--link-rate", action="append", default=[], metavar="A-B=RATE",
                    help="rate between hosts A and B only, both directions (tc htb class "
                         "with a u32 filter on the partner's address at each end); "
@@ -924,7 +938,8 @@ def _parse_layout_options(args) -> dict:
         if "=" not in item:
             raise ValueError(f"--host-rate: expected HOST=RATE, got {item!r}")
         host, rate = item.split("=", 1)
-        host_rates[_host_arg(host, "--host-rate")] = rate
+        host_rates[_host_arg(host, "--host-rate")] = \
+            tuple(rate.split("/", 1)) if "/" in rate else rate
     for item in args.link_rate:
         if "=" not in item or "-" not in item.split("=", 1)[0]:
             raise ValueError(f"--link-rate: expected A-B=RATE, got {item!r}")
@@ -938,8 +953,8 @@ def _parse_layout_options(args) -> dict:
             raise ValueError(f"--switches: expected K or a comma list of switch indices, "
                              f"got {switches!r}")
         switches = int(parts[0]) if len(parts) == 1 else [int(x) for x in parts]
-    for name, value in (("--host-rate", host_rates.values()),
-                        ("--link-rate", link_rates.values())):
+    flat = [r for v in host_rates.values() for r in (v if isinstance(v, tuple) else (v,))]
+    for name, value in (("--host-rate", flat), ("--link-rate", link_rates.values())):
         for rate in value:
             try:
                 parse_rate(rate)
@@ -954,7 +969,8 @@ def _run_cli(cluster: EmulatedCluster, args, command, env) -> RunResult:
     print(f"emulate: {args.hosts} host(s) x {args.ranks_per_host} rank(s), links "
           f"{cluster.rate_bps / 1e6:g} Mbit/s each way, cluster {cluster.tag}",
           file=sys.stderr, flush=True)
-    if cluster.switches > 1 or cluster.link_bps or len(set(cluster.host_bps)) > 1:
+    if cluster.switches > 1 or cluster.link_bps or \
+            len(set(cluster.host_bps + cluster.host_in_bps)) > 1:
         print("emulate: " + cluster.describe(), file=sys.stderr, flush=True)
     result = cluster.run(command, timeout=args.timeout, env=env, capture=False,
                          exit_grace=args.exit_grace)

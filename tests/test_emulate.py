@@ -167,6 +167,9 @@ class TestHeterogeneousLayout:
         text = c.describe()
         assert "2 switch(es)" in text and "link 0-2: 10 Mbit/s" in text
         assert EmulatedCluster(5, switches=[1, 0, 1, 0, 0]).switch_of == [1, 0, 1, 0, 0]
+        d = EmulatedCluster(3, 1, "40mbit", host_rates={1: ("20mbit", "30mbit")})
+        assert d.link_rate(1, 0) == 20e6 and d.link_rate(0, 1) == 30e6
+        assert "20 Mbit/s out, 30 Mbit/s in" in d.describe()
         assert EmulatedCluster(2).switches == 1 and EmulatedCluster(2).trunk_bps is None
 
     @pytest.mark.parametrize("kw, word", [
@@ -178,18 +181,21 @@ class TestHeterogeneousLayout:
         ({"host_rates": {0: "fast"}}, "rate: cannot parse"),
         ({"link_rates": {(1, 1): "1mbit"}}, "joins a host to itself"),
         ({"link_rates": {1: "1mbit"}}, "keys are"),
+        ({"host_rates": {1: ("1mbit",)}}, "expected a rate or"),
     ])
     def test_rejects(self, kw, word):
         with pytest.raises(ValueError, match=word.replace("(", r"\(")):
             EmulatedCluster(4, **kw)
 
     def test_command_line(self):
-        p = cli("--dry-run", "--hosts", "4", "--rate", "40mbit", "--host-rate", "1=20mbit",
+        p = cli("--dry-run", "--hosts", "4", "--rate", "40mbit", "--host-rate", "3=9mbit/7mbit",
+                "--host-rate", "1=20mbit",
                 "--link-rate", "0-2=10mbit", "--switches", "0,0,1,1", "--trunk-rate",
                 "20mbit", "--", "python", "x.py")
         assert p.returncode == 0, p.stderr
         assert "host 1" in p.stderr and "20 Mbit/s" in p.stderr
         assert "link 0-2: 10 Mbit/s" in p.stderr and "2 switch(es)" in p.stderr
+        assert "9 Mbit/s out, 7 Mbit/s in" in p.stderr
         for args, word in ((["--host-rate", "x=1mbit"], "--host-rate: host 'x'"),
                            (["--link-rate", "0=1mbit"], "--link-rate: expected A-B=RATE"),
                            (["--link-rate", "0-1=slow"], "--link-rate: rate: cannot parse"),

@@ -47,7 +47,7 @@ def measure(tmp_path, hosts, extra=(), **layout):
         r = c.run(LINKS + list(extra) + ["--out", str(run)], timeout=240, env=ENV)
     assert r.ok, r.stderr[-3000:] + r.diagnosis
     rows = [json.loads(x) for x in (run / "points.jsonl").read_text().splitlines()]
-    assert len(rows) == hosts * (hosts - 1) // 2 * 3
+    assert len(rows) == hosts * (hosts - 1) // 2 * 3 * (2 if "both" in extra else 1)
     assert all(r["correct"] for r in rows)
     return c, run, rows
 
@@ -176,3 +176,21 @@ def test_node_and_group_modes_with_several_ranks_per_host(tmp_path):
             else:
                 assert beta(med, r["src"], r["dst"]) == pytest.approx(wire(c.rate_bps),
                                                                       rel=0.10)
+
+
+def test_both_directions_see_an_asymmetric_host(tmp_path):
+    """Host 1 sends at half rate but receives at the full rate: --direction both times
+    each direction on its own (empty reply), so only 1 -> j is slow."""
+    c, run, rows = measure(tmp_path, 3, ["--direction", "both"],
+                           host_rates={1: ("20mbit", RATE)})
+    med = medians(rows)
+
+    def one_way_beta(a, b):
+        return (med[(a, b, BIG)] - med[(a, b, SMALL)]) / (BIG - SMALL)
+
+    for j in (0, 2):
+        assert c.link_rate(1, j) == 20e6 and c.link_rate(j, 1) == 40e6
+        assert one_way_beta(1, j) == pytest.approx(wire(20e6), rel=0.10), (1, j)
+        assert one_way_beta(j, 1) == pytest.approx(wire(40e6), rel=0.10), (j, 1)
+    assert one_way_beta(0, 2) == pytest.approx(wire(40e6), rel=0.10)
+    assert all(r["ack_s"] > 0 for r in rows)
