@@ -16,7 +16,7 @@ import time
 import pytest
 
 from collectives.results import point_key, read_run
-from mpirun import OVERSUBSCRIBE_ENV, ROOT, mpiexec, mpirun
+from mpirun import ROOT, launch_command, mpirun
 
 TINY = ["--time-budget", "0.005", "--min-reps", "2", "--max-reps", "20"]
 #: 3 ranks, groups intra/2 (rank 2 idle) then intra/3; 2 sizes: 4 points
@@ -34,6 +34,16 @@ def sweep(args, *, env=None, timeout=LIMIT, n=3):
     e.update(env or {})
     return mpirun(n, ["-m", "collectives.sweep"] + [str(a) for a in args], timeout=timeout,
                   env=e)
+
+
+def popen(n, args, *, timeout=90, env=None):
+    """Start an ``n``-rank sweep in the background (the library's launch flags, under
+    ``timeout``, which passes SIGINT and SIGTERM on to the launcher)."""
+    cmd, extra = launch_command(n, timeout)
+    full = dict(os.environ, **extra, PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.Popen(cmd + [sys.executable, "-m", "collectives.sweep"]
+                            + [str(a) for a in args], env=full, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def keys(run):
@@ -179,12 +189,8 @@ def test_concurrent_resume_is_refused(tmp_path):
     out = _make_run(tmp_path, kill_after=1)
     if (out / ".lock").exists():
         (out / ".lock").unlink()  # the killed launch's stale lock (tested above)
-    env = dict(os.environ, **OVERSUBSCRIBE_ENV, PYTHONPATH=str(ROOT),
-               COLLCOST_TEST_FAULT="before-point:2@1=sleep:15")
-    first = subprocess.Popen(["timeout", "-k", "5", "90", mpiexec(), "-n", "3",
-                              sys.executable, "-m", "collectives.sweep", "--resume",
-                              str(out), "--point-timeout", "60"], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    first = popen(3, ["--resume", out, "--point-timeout", "60"],
+                  env={"COLLCOST_TEST_FAULT": "before-point:2@1=sleep:15"})
     try:
         deadline = time.monotonic() + 60
         while not (out / ".lock").exists() and time.monotonic() < deadline:
@@ -203,12 +209,8 @@ def test_concurrent_resume_is_refused(tmp_path):
 def test_concurrent_new_runs_one_wins(tmp_path):
     """Two sweeps creating the same --out: the directory appears whole, once."""
     out = tmp_path / "run"
-    env = dict(os.environ, **OVERSUBSCRIBE_ENV, PYTHONPATH=str(ROOT))
-    cmd = ["timeout", "-k", "5", "90", mpiexec(), "-n", "2", sys.executable, "-m",
-           "collectives.sweep", "--collectives", "allreduce", "--sizes", "8",
-           "--out", str(out)] + TINY
-    procs = [subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    args = ["--collectives", "allreduce", "--sizes", "8", "--out", out] + TINY
+    procs = [popen(2, args) for _ in range(2)]
     results = [p.communicate(timeout=120) for p in procs]
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 2], (codes, [e[-1500:] for _, e in results])
@@ -223,12 +225,8 @@ def test_interrupted_sweep_releases_its_lock_and_resumes(tmp_path, sig):
     """Ctrl-C or a batch system's SIGTERM: the job ends, the lock goes, --resume ends it."""
     import signal
     out = tmp_path / "run"
-    env = dict(os.environ, **OVERSUBSCRIBE_ENV, PYTHONPATH=str(ROOT),
-               COLLCOST_TEST_FAULT="before-point:2@0=sleep:30")
-    proc = subprocess.Popen([mpiexec(), "-n", "3", sys.executable, "-m", "collectives.sweep",
-                             *map(str, SWEEP), "--point-timeout", "60", "--out", str(out)],
-                            env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = popen(3, SWEEP + ["--point-timeout", "60", "--out", out],
+                 env={"COLLCOST_TEST_FAULT": "before-point:2@0=sleep:30"})
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (
