@@ -11,7 +11,8 @@ both links run directories, or both constants files:
   adjusted for the number of points by Benjamini–Hochberg (false discovery rate,
   ``scipy.stats.false_discovery_control``).  Tests run vectorized, points grouped by
   their repetition counts (exact p-values up to 40 repetitions a side, the normal
-  approximation above): 2·10^5 points take seconds of CPU, 10^6 a few minutes.
+  approximation above); 12 096 links-run points took 0.9 s of CPU here (linear in the
+  points: minutes at 10^6).
 * **per constant**: the constants of both sides (constants files as given; sweep runs
   fitted with :func:`fits.fit.fit_runs`, ``--bootstrap`` replicates; links runs analysed
   with :func:`fits.links.analyze`, one α and β per tier and per link) with their
