@@ -210,11 +210,16 @@ class TestAstra:
     def test_read_back_reproduces_point_to_point(self, topo, backend):
         c = consts(inter_segments=INTER_SEGS)
         fx.add_headline(c, "inter", latency=1.1e-5, bandwidth=2.3e9)
+        levels = ("intra", "inter")
+        if backend == "congestion_aware":  # one dimension only (see below)
+            del c["topologies"]["intra"]
+            levels = ("inter",)
         y = exports.read_astra_yaml(exports.export(c, "astra", astra_topology=topo,
                                                    astra_backend=backend))
         assert list(y) == ["topology", "npus_count", "bandwidth", "latency"]
-        assert y["topology"] == [topo, topo] and y["npus_count"] == [4, 8]
-        for i, level in enumerate(("intra", "inter")):
+        assert y["topology"] == [topo] * len(levels)
+        assert y["npus_count"] == [{"intra": 4, "inter": 8}[lv] for lv in levels]
+        for i, level in enumerate(levels):
             lk = link(c, level)
             for n in SIZES[1:]:
                 assert astra_delay_s(y, i, n, topo, backend) == pytest.approx(
@@ -246,6 +251,33 @@ class TestAstra:
         if "headline" not in c["topologies"]["inter"]:
             assert y["latency"][1] == pytest.approx(seg0["alpha"] * 1e9)
         assert y["latency"][1] > 1000  # µs-scale, not the 0 of the large-message fit
+
+    def test_congestion_aware_takes_one_dimension(self):
+        # astra-network-analytical, congestion_aware/topology/Helper.cpp
+        # construct_topology: "if (dims_count != 1) ... only support 1-dim topology";
+        # exit(-1).  A two-level export for it would not load.
+        with pytest.raises(ValueError, match="congestion_aware.*one dimension.*intra, "
+                                             "inter"):
+            exports.astra_yaml(consts(), backend="congestion_aware")
+        one = fx.constants(inter=fx.topology(ranks_per_node=1, nodes=4))
+        y = exports.read_astra_yaml(exports.export(one, "astra",
+                                                   astra_backend="congestion_aware"))
+        assert y["npus_count"] == [4]
+
+    def test_npu_count_fits_a_c_int(self):
+        # the parser reads npus_count as int and MultiDimTopology multiplies them
+        # (npus_count *= topology_size, int): the total must fit in 2^31 - 1
+        y = exports.read_astra_yaml(exports.export(consts(), "astra", sizes={
+            "intra": 2 ** 15, "inter": 2 ** 16 - 1}))
+        assert y["npus_count"] == [2 ** 15, 2 ** 16 - 1]
+        with pytest.raises(ValueError, match="2147483647"):
+            exports.astra_yaml(consts(), sizes={"intra": 2 ** 15, "inter": 2 ** 16})
+
+    def test_latency_beyond_a_double_in_ns_refused(self):
+        c = consts()
+        fx.add_headline(c, "inter", latency=1e300, bandwidth=1e9)
+        with pytest.raises(ValueError, match="latency.*not a finite number"):
+            exports.astra_yaml(c)
 
     def test_one_npu_dimension_refused(self):
         with pytest.raises(ValueError, match="one NPU.*intra has 1"):
@@ -309,6 +341,19 @@ class TestSimGrid:
             loop = quantity(cl.get("loopback_lat")) + n / quantity(cl.get("loopback_bw"))
             assert loop == pytest.approx(4e-7 + n / 3e10, rel=1e-12)
 
+    def test_host_count_is_bounded(self):
+        # the hostfile has a line per host: a node count from a damaged constants file
+        # (or --nodes 10^9) must be refused, not written line by line for minutes
+        hosts = exports.SIMGRID_MAX_HOSTS
+        out = exports.simgrid_files(consts(), sizes={"inter": 1024})
+        assert len(out.extra["hostfile"].splitlines()) == 1024
+        with pytest.raises(ValueError, match=f"at most {hosts}"):
+            exports.simgrid_files(consts(), sizes={"inter": hosts + 1})
+        c = consts()
+        c["topologies"]["inter"]["nodes"] = 10 ** 12
+        with pytest.raises(ValueError, match=f"at most {hosts}"):
+            exports.simgrid_files(c)
+
     def test_missing_topology_is_an_error(self):
         c = fx.constants(intra=fx.topology(ranks_per_node=2, nodes=1))
         _, _, cl = self.files(c)
@@ -364,6 +409,12 @@ class TestColossalAI:
             assert mesh["mesh_beta"][dim] == pytest.approx(1e10 / algbw, rel=1e-12)
         # 1e10 x the seconds per byte, not the bare s/B of the old --time-unit s
         assert mesh["mesh_beta"][0] > 1.0
+
+    def test_non_finite_value_refused(self):
+        c = consts()
+        fx.add_headline(c, "inter", latency=1e-5, bandwidth=1e-300)  # β = 1e300 s/B
+        with pytest.raises(ValueError, match=r"mesh_beta\[0\].*not a finite number"):
+            exports.colossalai_mesh(c)
 
     def test_one_device_dimension_refused(self):
         with pytest.raises(ValueError, match="inter has 1 device"):
@@ -432,6 +483,9 @@ class TestExportCli:
 
     @pytest.mark.parametrize("argv,msg", [
         (["--target", "calculon", "--algorithm", "tree"], "unknown algorithm 'tree'"),
+        (["--target", "astra", "--astra-backend", "congestion_aware"], "one dimension"),
+        (["--target", "astra", "--nodes", "1000000000"], "2147483647"),
+        (["--target", "simgrid", "--nodes", "1000000000"], "hosts"),
         (["--target", "astra", "--ranks-per-node", "1"], "one NPU"),
         (["--target", "colossalai", "--nodes", "1"], "inter has 1 device"),
         (["--target", "astra", "--astra-backend", "congestion_aware", "--nodes", "1"],

@@ -602,7 +602,8 @@ def _export_args(p):
                         "congestion_unaware (default; a message pays each link's latency "
                         "and the bandwidth once) or congestion_aware (each link of the "
                         "route serializes the message: a Switch hop counts twice, so its "
-                        "links get twice the bandwidth)")
+                        "links get twice the bandwidth; one dimension only, as ASTRA-sim's "
+                        "backend builds no other)")
     p.add_argument("--ranks-per-node", type=_count, metavar="Q",
                    help="size of the intra-node dimension to export (default: the "
                         "constants' ranks_per_node, else the largest rank count fitted)")

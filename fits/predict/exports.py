@@ -30,7 +30,10 @@ on stderr).  Formats are those of ``cost-models.md``, "Planner input formats".
     links' latencies and the bandwidth once (Switch: 2 hops), so link latency = α/hops and
     bandwidth = 1/β.  ``"congestion_aware"``: every link of the route serializes the
     whole message (a Switch route is NPU→switch→NPU), so a Switch link gets α/2 and twice
-    the bandwidth.  Either way one message between neighbours costs ``α + nβ``.
+    the bandwidth.  Either way one message between neighbours costs ``α + nβ``.  The
+    congestion-aware backend builds one dimension only (``only support 1-dim topology``),
+    so it is refused for constants with both topologies.  The NPU count must fit a C
+    ``int`` (:data:`ASTRA_MAX_NPUS`).
 ``simgrid``
     Three files.  The platform XML (plain SimGrid loads it: S4U, Python bindings,
     ``smpirun``): one ``<cluster>`` of ``nodes`` hosts of ``ranks_per_node`` cores; the
@@ -44,7 +47,11 @@ on stderr).  Formats are those of ``cost-models.md``, "Planner input formats".
     sets the factors to 1 and the overheads to 0.  Per-topology piecewise factors cannot
     be expressed: SMPI applies one ``smpi/bw-factor``/``smpi/lat-factor`` to every link,
     loopback included, so factors taken from the network would mis-price same-host
-    traffic (and the reverse).  The hostfile lists ``node-i:ranks_per_node``.
+    traffic (and the reverse).  The hostfile lists ``node-i:ranks_per_node``
+    (at most :data:`SIMGRID_MAX_HOSTS` hosts).
+
+Every target refuses a value that is not a finite number in its units (constants at the
+edge of a double, e.g. a latency of 1e300 s in ns).
 ``alpa``
     Alpa device-mesh ``mesh_alpha``, ``mesh_beta`` per mesh dimension (dimension 0 =
     across nodes, 1 = within a node), for Alpa's all-reduce cost
@@ -73,7 +80,7 @@ from collectives import costs
 from . import topology as topo_mod
 
 __all__ = ["TARGETS", "ASTRA_TOPOLOGIES", "ASTRA_HOPS", "ASTRA_BACKENDS",
-           "ASTRA_BYTES_PER_GB", "TIME_UNITS", "CALCULON_LATENCIES", "SIMGRID_SUFFIXES",
+           "ASTRA_BYTES_PER_GB", "ASTRA_MAX_NPUS", "SIMGRID_MAX_HOSTS", "TIME_UNITS", "CALCULON_LATENCIES", "SIMGRID_SUFFIXES",
            "Export", "levels", "calculon_networks", "calculon_system", "astra_yaml",
            "read_astra_yaml", "simgrid_files", "simgrid_xml", "alpa_mesh",
            "colossalai_mesh", "build", "export"]
@@ -86,6 +93,10 @@ ASTRA_TOPOLOGIES = tuple(ASTRA_HOPS)
 ASTRA_BACKENDS = ("congestion_unaware", "congestion_aware")
 #: Bytes per "GB" in ASTRA-sim's ``bw_GBps_to_Bpns`` (``1 << 30``).
 ASTRA_BYTES_PER_GB = 2 ** 30
+#: ASTRA-sim reads ``npus_count`` as C ``int`` and multiplies the dimensions in an int.
+ASTRA_MAX_NPUS = 2 ** 31 - 1
+#: Hosts of a SimGrid export (one hostfile line each): bounded time and size.
+SIMGRID_MAX_HOSTS = 10 ** 6
 #: Time units of the Alpa export: seconds per unit.
 TIME_UNITS = {"s": 1.0, "us": 1e-6}
 #: What the single Calculon latency of a tier is.
@@ -170,6 +181,21 @@ def _latency_term(lnk, collective, algorithm, p):
     return float(costs.predict(collective, algorithm, p, 0.0, lnk.latency, 0.0, 0.0))
 
 
+def _check_finite(obj, where: str) -> None:
+    """ValueError naming the first value of ``obj`` (numbers, lists, dicts) that is not a
+    finite number: constants at the edge of a double overflow in a target's units, and
+    no tool reads ``inf``/``Infinity``/``nan``."""
+    if isinstance(obj, Mapping):
+        for key, value in obj.items():
+            _check_finite(value, f"{where}.{key}")
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            _check_finite(value, f"{where}[{i}]")
+    elif isinstance(obj, float) and not math.isfinite(obj):
+        raise ValueError(f"{where} comes out as {obj!r}, not a finite number: the "
+                         f"constants are beyond what this target's units can hold")
+
+
 def _check_algorithm(algorithm):
     if algorithm not in costs.algorithms("allreduce", native=False):
         raise ValueError(f"unknown algorithm {algorithm!r} for the all-reduce; expected "
@@ -250,6 +276,7 @@ def calculon_networks(constants: Mapping, *, algorithm: str = "ring",
     if len(tiers) == 2:
         notes.append("the network tier's bandwidth is one node's measured link bandwidth; "
                      "Calculon charges it per processor of the tier")
+    _check_finite(nets, "calculon networks")
     doc = {"networks": nets,
            "collcost": {"source": "collcost topology constants", "algorithm": algorithm,
                         "tiers": [n for n, _, _ in tiers], "size": "processors in the tier",
@@ -289,6 +316,18 @@ def astra_yaml(constants: Mapping, *, topology: str = "Switch",
     if ones:
         raise ValueError(f"ASTRA-sim refuses a dimension of one NPU (npus_count must be > 1): "
                          f"{'; '.join(ones)}; give --ranks-per-node/--nodes >= 2")
+    if backend == "congestion_aware" and len(dims) > 1:
+        # astra-network-analytical congestion_aware/topology/Helper.cpp: "only support
+        # 1-dim topology" (exit) for any other dimension count
+        raise ValueError(f"ASTRA-sim's congestion_aware backend takes one dimension only; "
+                         f"these constants give {len(dims)} "
+                         f"({', '.join(n for n, _, _ in dims)}): use --astra-backend "
+                         f"congestion_unaware, or constants of one topology")
+    total = math.prod(size for _, _, size in dims)
+    if total > ASTRA_MAX_NPUS:
+        raise ValueError(f"ASTRA-sim counts NPUs in a C int: "
+                         f"{' x '.join(str(s) for _, _, s in dims)} = {total} NPUs is "
+                         f"more than {ASTRA_MAX_NPUS}")
     hops = ASTRA_HOPS[topology]
     # links per route to a neighbour, and how many of them serialize the message
     lat_div, bw_mult = (hops, 1) if backend == "congestion_unaware" else (hops, hops)
@@ -303,6 +342,8 @@ def astra_yaml(constants: Mapping, *, topology: str = "Switch",
                  + (f", each serializing it: link bandwidth × {bw_mult}"
                     if bw_mult > 1 else "") + "; latency per link = latency / "
                  f"{lat_div}; one message costs latency + bytes / bandwidth")
+
+    _check_finite({"bandwidth": bws, "latency": lats}, "astra")
 
     def fmt(values):
         return ", ".join(repr(float(v)) for v in values)
@@ -365,6 +406,10 @@ def simgrid_files(constants: Mapping, *, sizes: Mapping | None = None) -> Export
     intra, inter = lv.get("intra"), lv.get("inter")
     cores = intra[1] if intra else 1
     nodes = inter[1] if inter else 1
+    if nodes > SIMGRID_MAX_HOSTS:
+        raise ValueError(f"simgrid: {nodes} hosts; the export writes at most "
+                         f"{SIMGRID_MAX_HOSTS} hosts (one hostfile line each): give "
+                         f"--nodes")
     if cores >= 2 and not intra:  # pragma: no cover - levels() sizes intra from intra
         raise ValueError("same-host traffic needs the 'intra' topology")
     notes = []
@@ -394,6 +439,9 @@ def simgrid_files(constants: Mapping, *, sizes: Mapping | None = None) -> Export
         attrs["loopback_lat"] = f"{_num(lnk.latency)}s"
         notes.append(_link_note(lnk, cores, f"loopback = intra ({cores} cores per "
                                             f"host)"))
+    _check_finite({k: float(v[:-3] if v.endswith("Bps") else v[:-1])
+                   for k, v in attrs.items() if k in ("bw", "lat", "loopback_bw",
+                                                      "loopback_lat")}, "simgrid cluster")
     ET.SubElement(root, "cluster", attrs)
     ET.indent(root)
     xml = ("<?xml version='1.0'?>\n"
@@ -439,6 +487,7 @@ def alpa_mesh(constants: Mapping, *, algorithm: str = "ring", time_unit: str = "
         betas.append((per_byte / factor if factor > 0 else lnk.beta) / unit)
         notes.append(_link_note(lnk, k, f"mesh dimension {len(shape) - 1} = {name} "
                                          f"({k} devices), {algorithm} all-reduce"))
+    _check_finite({"mesh_alpha": alphas, "mesh_beta": betas}, "alpa")
     doc = {"mesh_shape": shape, "mesh_dims": names, "mesh_alpha": alphas,
            "mesh_beta": betas, "time_unit": time_unit, "byte_unit": "B",
            "algorithm": algorithm,
@@ -462,6 +511,7 @@ def colossalai_mesh(constants: Mapping, *, algorithm: str = "ring",
         betas.append(per_byte * 1e10)
         notes.append(_link_note(lnk, k, f"mesh dimension {len(shape) - 1} = {name} "
                                          f"({k} devices), {algorithm} all-reduce"))
+    _check_finite({"mesh_alpha": alphas, "mesh_beta": betas}, "colossalai")
     doc = {"mesh_shape": shape, "mesh_dims": names, "mesh_alpha": alphas,
            "mesh_beta": betas, "algorithm": algorithm,
            "convention": "ColossalAI AlphaBetaProfiler: mesh_alpha seconds, mesh_beta = "
