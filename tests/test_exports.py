@@ -58,6 +58,15 @@ class TestTopologyConstants:
         assert (lk.latency, lk.beta) == (2e-6, 4e-10)  # first α, last β
         assert "no headline" in lk.source
 
+    def test_gamma_is_used_whatever_its_status_and_the_notes_say_so(self):
+        c = fx.two_level(q=2, nodes=2)
+        g = c["topologies"]["intra"]["gamma"]
+        g.update(value=2e-11, status="not_identified", identifiable=False)
+        lk = link(c, "intra")
+        assert (lk.gamma, lk.gamma_status) == (2e-11, "not_identified")
+        notes = exports.build(c, "calculon").notes
+        assert any("intra" in n and "γ 20 ps/B (not_identified)" in n for n in notes)
+
     def test_unusable_headline_is_an_error(self):
         c = fx.two_level(q=2, nodes=2)
         fx.add_headline(c, "inter", latency=None, bandwidth=2e9, status="not_identified")

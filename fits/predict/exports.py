@@ -160,7 +160,8 @@ def levels(constants: Mapping, sizes: Mapping | None = None) -> list:
 def _link_note(lnk: topo_mod.Link, size: int, what: str) -> str:
     """``tier 0 = intra (4 processors): latency 2.4 µs, bandwidth 6 GB/s (source)``."""
     return (f"{what}: latency {lnk.latency * 1e6:.4g} µs, bandwidth "
-            f"{lnk.bandwidth / 1e9:.4g} GB/s ({_short(lnk)})")
+            f"{lnk.bandwidth / 1e9:.4g} GB/s ({_short(lnk)}), γ {lnk.gamma * 1e12:.4g} ps/B "
+            f"({lnk.gamma_status})")
 
 
 def _short(lnk: topo_mod.Link) -> str:

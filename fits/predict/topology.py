@@ -37,12 +37,13 @@ class Link:
     name: str
     latency: float          #: α, seconds (small-message regime)
     beta: float             #: s/B, 1 / bandwidth (large-message regime)
-    gamma: float            #: s/B reduced (0 when not measured or not identified)
+    gamma: float            #: s/B reduced: the file's value whatever its status (0 if none)
     latency_status: str
     bandwidth_status: str
     source: str             #: one sentence: where latency and bandwidth came from
     ranks_per_node: int
     nodes: int
+    gamma_status: str = "not measured"  #: the γ entry's status (exports print it)
 
     @property
     def bandwidth(self) -> float:
@@ -90,7 +91,10 @@ def link(constants: Mapping, name: str) -> Link:
         raise ValueError(f"the constants have no {name!r} topology (have: "
                          f"{', '.join(topo)})")
     lvl = topo[name]
-    gamma = (lvl.get("gamma") or {}).get("value")
+    gentry = lvl.get("gamma") or {}
+    gamma = gentry.get("value")
+    gamma_status = ("not measured" if gamma is None else str(gentry.get("status") or (
+        "identified" if gentry.get("identifiable", True) else "not_identified")))
     gamma = 0.0 if gamma is None else float(gamma)
     head = _headline(constants, name)
     if head is not None:
@@ -119,7 +123,7 @@ def link(constants: Mapping, name: str) -> Link:
     return Link(name=name, latency=lat, beta=beta, gamma=gamma,
                 latency_status=lat_status, bandwidth_status=bw_status, source=source,
                 ranks_per_node=int(lvl.get("ranks_per_node") or 1),
-                nodes=int(lvl.get("nodes") or 1))
+                nodes=int(lvl.get("nodes") or 1), gamma_status=gamma_status)
 
 
 def links(constants: Mapping) -> dict:
