@@ -194,6 +194,9 @@ def load(path) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConstantsError(f"cannot read constants file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConstantsError(f"{path}: not a constants file (not UTF-8 text: byte "
+                             f"{exc.start})") from None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:

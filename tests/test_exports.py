@@ -530,6 +530,11 @@ class TestExportCli:
         assert "schema_version" in capsys.readouterr().err
         assert main(["export", str(path), "--target", "alpa", "-o", str(path)]) == 2
         assert "input" in capsys.readouterr().err
+        binary = tmp_path / "binary.json"
+        binary.write_bytes(b"\x00\xbc\xff collcost")
+        assert main(["export", str(binary), "--target", "alpa"]) == 2
+        err = capsys.readouterr().err
+        assert "binary.json: not a constants file" in err and len(err.splitlines()) == 1
         with pytest.raises(SystemExit) as e:
             main(["export", str(path), "--target", "ns3"])
         assert e.value.code == 2
