@@ -784,7 +784,8 @@ def plot_heatmaps(an: Analysis, directory) -> list:
     plt = require_matplotlib()
     n = an.data.nodes
     out = []
-    sus = {(s["src"], s["dst"]) for s in an.suspect_links}
+    sus = {f: {(s["src"], s["dst"]) for s in an.suspect_links if s["feature"] == f}
+           for f in ("latency", "bandwidth")}
     with np.errstate(divide="ignore", invalid="ignore"):
         bw = 1e-9 / an.matrix("beta")
     bw[~np.isfinite(bw)] = np.nan
@@ -817,7 +818,7 @@ def plot_heatmaps(an: Analysis, directory) -> list:
                             ax.text(j, i, f"{mat[i, j]:.3g}", ha="center", va="center",
                                     fontsize=fs, color="k" if light else "w")
             if n <= 64:
-                for (i, j) in sus:
+                for (i, j) in sus[name]:
                     ax.add_patch(plt.Rectangle((j - .5, i - .5), 1, 1, fill=False,
                                                ec="red", lw=2))
             fig.tight_layout()

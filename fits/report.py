@@ -53,6 +53,7 @@ table{border-collapse:collapse;font-size:.86em;margin:8px 0;max-width:100%}
 th,td{border:1px solid #d5dae1;padding:3px 8px;text-align:right;white-space:nowrap}
 th{background:#eef1f5;text-align:center}
 td.l,th.l{text-align:left}
+td.l{white-space:normal;max-width:560px}
 tr:nth-child(even) td{background:#fafbfc}
 .scroll{overflow-x:auto}
 .ok{color:#1b7f3b;font-weight:600}.bad{color:#b3261e;font-weight:600}
@@ -241,7 +242,7 @@ def _links_section(path: Path, say) -> tuple:
         pngs = links.plot_heatmaps(an, d)
         parts.append('<h3>Heatmaps</h3><div class="grid">' + "".join(
             f"<figure>{_img(p, p.stem)}<figcaption>{_e(p.stem)} per directed link "
-            f"(red boxes: suspect links)</figcaption></figure>" for p in pngs) + "</div>")
+            f"(red boxes: its suspect links)</figcaption></figure>" for p in pngs) + "</div>")
     return "".join(parts), an
 
 
