@@ -456,9 +456,12 @@ def _fmt(v, k=1.0):
 
 
 def _pct(v):
+    """A change as +12.3% (at most 7 characters; x181 = 181 times for huge ones)."""
     if v is None or not np.isfinite(v):
         return "-"
-    return f"{100 * v:+.1f}%"
+    if v >= 9.995:
+        return f"x{1 + v:.3g}"
+    return f"{100 * v:+.1f}%" if abs(v) < 0.9995 else f"{100 * v:+.0f}%"
 
 
 def format_text(cmp: Comparison, *, top: int = 20) -> str:
