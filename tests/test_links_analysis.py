@@ -254,3 +254,14 @@ def test_reads_and_analyses_a_real_links_run(tmp_path, direction):
     assert len(rows) == 1 + (6 if direction == "both" else 3)
     doc = json.loads((out / "tiers.json").read_text())
     assert doc["levels"] and doc["levels"][0]["p2p"]["beta"] >= 0
+
+
+def test_tiers_by_latency(tmp_path):
+    """Switch groups that differ in α only (a fat tree: more hops, full bandwidth)."""
+    path, c = _run(tmp_path, "a", nodes=6, groups=[3, 3], alpha=(2e-6, 8e-6),
+                   beta=(1e-10, 1e-10))
+    by_alpha = _analyze(path, tiers_by="alpha")
+    assert len(by_alpha.tiers) == 2 and _suspects(by_alpha) == ([], [])
+    for tier, alpha in zip(by_alpha.tiers, c.tier_alpha):
+        assert abs(tier["alpha"] / alpha - 1) < 0.1
+    assert len(_analyze(path, tiers_by="beta").tiers) == 1
