@@ -472,6 +472,7 @@ class Options:
     rel_floor: float = 0.01
     confidence: float = 0.95
     seed: int = 0
+    features: tuple = ("bandwidth", "latency")
 
 
 @dataclass
@@ -598,6 +599,8 @@ def analyze(data: LinksData, options: Options = Options(), progress=None) -> Ana
         eff = effects(tier, np.asarray(sorted(set(exclude) | set(alone)), dtype=int))
         new = set()
         for name, (resid, u, deg, _) in eff.items():
+            if name not in options.features:
+                continue
             zu, du = _node_scores(resid, u, deg, fit.src, fit.dst)
             hit = (zu > options.node_z) & (np.expm1(du) > _min_node_effect(options, name))
             new.update(np.flatnonzero(hit).tolist())
@@ -623,7 +626,7 @@ def analyze(data: LinksData, options: Options = Options(), progress=None) -> Ana
     for k in sorted(suspects):
         for name, (zz, uu, _) in node_z.items():
             min_eff = _min_node_effect(options, name)
-            if zz[k] > options.node_z and np.expm1(uu[k]) > min_eff:
+            if name in options.features and zz[k] > options.node_z and np.expm1(uu[k]) > min_eff:
                 m = (fit.src == k) | (fit.dst == k)
                 resid = eff[name][0][m]
                 sus_nodes.append({
@@ -654,6 +657,8 @@ def analyze(data: LinksData, options: Options = Options(), progress=None) -> Ana
             sc = max(_MAD * np.median(np.abs(e[m] - c)), 5e-3)
             z[m] = (e[m] - c) / sc
         link_z[name] = z
+        if name not in options.features:
+            continue
         # the link's own interval must lie above its tier's median (after its nodes'
         # effects): a median spoiled by a few outlying repetitions is not a slow link
         ci = fit.beta_ci if name == "bandwidth" else fit.alpha_ci
@@ -935,6 +940,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confidence", type=float, default=0.95,
                    help="level of every interval")
     p.add_argument("--no-plots", action="store_true", help="do not draw the heatmaps")
+    p.add_argument("--features", default="bandwidth,latency",
+                   help="what can make a suspect: bandwidth, latency or both (comma-"
+                        "separated); on a shared, busy machine α is scheduler noise")
     p.add_argument("--seed", type=int, default=0, help="seed of the clustering subsample")
     return p
 
@@ -977,6 +985,15 @@ def _umask():
     return m
 
 
+def _features(text) -> tuple:
+    names = tuple(dict.fromkeys(p.strip() for p in str(text).split(",") if p.strip()))
+    bad = [p for p in names if p not in ("bandwidth", "latency")]
+    if bad or not names:
+        raise UsageError(f"--features {text!r}: expected bandwidth, latency or "
+                         "bandwidth,latency")
+    return names
+
+
 def options_from(args) -> Options:
     for name in ("min_tier_gap", "node_min_effect", "link_min_effect",
                  "latency_min_effect"):
@@ -996,7 +1013,8 @@ def options_from(args) -> Options:
                    node_min_effect=args.node_min_effect, link_z=args.link_z,
                    link_min_effect=args.link_min_effect,
                    latency_min_effect=args.latency_min_effect,
-                   confidence=args.confidence, seed=args.seed)
+                   confidence=args.confidence, seed=args.seed,
+                   features=_features(args.features))
 
 
 def main(argv=None) -> int:

@@ -191,6 +191,7 @@ class TestCommandLine:
         (["--node-z", "-1"], "--node-z"),
         (["--confidence", "1.5"], "--confidence"),
         (["--max-tiers", "0"], "--max-tiers"),
+        (["--features", "colour"], "--features"),
     ])
     def test_bad_options(self, tmp_path, capsys, args, needle):
         path, _ = _run(tmp_path, "r", nodes=4)
@@ -265,3 +266,13 @@ def test_tiers_by_latency(tmp_path):
     for tier, alpha in zip(by_alpha.tiers, c.tier_alpha):
         assert abs(tier["alpha"] / alpha - 1) < 0.1
     assert len(_analyze(path, tiers_by="beta").tiers) == 1
+
+
+def test_features_restrict_what_makes_a_suspect(tmp_path):
+    c = linksynth.make_cluster(6, slow_nodes={2: 3.0}, slow_alpha=True, seed=2)
+    path = linksynth.write_run(tmp_path / "r", c, seed=3)
+    both = {(s["node"], s["feature"]) for s in _analyze(path).suspect_nodes}
+    assert both == {(2, "bandwidth"), (2, "latency")}
+    only = _analyze(path, features=("bandwidth",)).suspect_nodes
+    assert [(s["node"], s["feature"]) for s in only] == [(2, "bandwidth")]
+    assert links.main([str(path), "--features", "latency", "--fail-on", "nodes"]) == 1
