@@ -475,6 +475,34 @@ class TestExportCli:
         assert main(["export", str(path), "--target", "simgrid"]) == 2
         assert "give --output" in capsys.readouterr().err
 
+    def test_simgrid_failed_write_leaves_no_partial_set(self, tmp_path, capsys,
+                                                         monkeypatch):
+        """A write that fails (disk full) on the last of the three files: none of them
+        is written or replaced, and the command says so in one line (no traceback)."""
+        import errno
+        import os
+        from fits.constants import save
+        path = save(consts(), tmp_path / "c.json")
+        out = tmp_path / "p.xml"
+        out.write_text("old platform\n")
+        real_fsync = os.fsync
+
+        def fsync(fd):
+            try:
+                name = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                name = ""
+            if "hostfile" in name:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        assert main(["export", str(path), "--target", "simgrid", "-o", str(out)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert "No space left on device" in err[-1] and "Traceback" not in "".join(err)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["c.json", "p.xml"]
+        assert out.read_text() == "old platform\n"
+
     @need_planners
     def test_calculon_system_splice(self, tmp_path, capsys):
         from fits.constants import save

@@ -618,7 +618,7 @@ def _export_args(p):
 
 @_runner("export")
 def _export(args):
-    from collectives.files import atomic_write_text, check_output
+    from collectives.files import check_output
     consts = load_constants(args.constants)
     sizes = {k: v for k, v in (("intra", args.ranks_per_node), ("inter", args.nodes))
              if v is not None}
@@ -655,10 +655,23 @@ def _export(args):
     if not paths:
         sys.stdout.write(out.text)
         return None
-    # everything is computed: write (each file atomically)
-    for key, path in paths.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, out.text if key == "main" else out.extra[key])
+    # everything is computed: write every file to a temporary one next to it, fsync them
+    # all, then rename them all, so that a failed write (disk full) replaces none
+    import contextlib
+    import os
+    from collectives.files import atomic_path
+    try:
+        with contextlib.ExitStack() as stack:
+            for key, path in paths.items():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = stack.enter_context(atomic_path(path))
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(out.text if key == "main" else out.extra[key])
+                    f.flush()
+                    os.fsync(f.fileno())
+    except OSError as exc:
+        raise RuntimeError(f"--output {path}: cannot write ({exc.strerror or exc}); no "
+                           f"file of the export was written or replaced") from None
     _progress(f"wrote {args.target} export to " + ", ".join(str(p) for p in paths.values()))
     if args.target == "simgrid":
         main_path = paths["main"]
