@@ -517,6 +517,12 @@ class TestExportCli:
         assert main(["export", str(path), "--target", "astra", "--calculon-system",
                      str(base)]) == 2
         assert "--calculon-system applies to --target calculon" in capsys.readouterr().err
+        binary = tmp_path / "binary.json"
+        binary.write_bytes(b"\x00\xbc\xff calculon")
+        assert main(["export", str(path), "--target", "calculon", "--calculon-system",
+                     str(binary)]) == 2
+        err = capsys.readouterr().err
+        assert f"--calculon-system {binary}: not UTF-8 text" in err
 
     @pytest.mark.parametrize("argv,msg", [
         (["--target", "calculon", "--algorithm", "tree"], "unknown algorithm 'tree'"),

@@ -643,6 +643,10 @@ def _export(args):
         except OSError as exc:
             raise ValueError(f"--calculon-system {args.calculon_system}: "
                              f"{exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"--calculon-system {args.calculon_system}: not UTF-8 text "
+                             f"(byte {exc.start}); expected a Calculon system JSON file"
+                             ) from None
     out = exports.build(consts, args.target, algorithm=args.algorithm,
                         astra_topology=args.astra_topology,
                         astra_backend=args.astra_backend, time_unit=args.time_unit,
