@@ -269,9 +269,14 @@ class TestAstra:
                                              "inter"):
             exports.astra_yaml(consts(), backend="congestion_aware")
         one = fx.constants(inter=fx.topology(ranks_per_node=1, nodes=4))
-        y = exports.read_astra_yaml(exports.export(one, "astra",
-                                                   astra_backend="congestion_aware"))
-        assert y["npus_count"] == [4]
+        out = exports.build(one, "astra", astra_backend="congestion_aware")
+        assert exports.read_astra_yaml(out.text)["npus_count"] == [4]
+        # the doubled Switch link bandwidth is right for one message, not for messages
+        # that queue on one link: the notes say so
+        assert any("contended traffic comes out up to 2× too fast" in n for n in out.notes)
+        out = exports.build(one, "astra", astra_backend="congestion_aware",
+                            astra_topology="Ring")
+        assert not any("contended" in n for n in out.notes)
 
     def test_npu_count_fits_a_c_int(self):
         # the parser reads npus_count as int and MultiDimTopology multiplies them

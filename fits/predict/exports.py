@@ -343,6 +343,10 @@ def astra_yaml(constants: Mapping, *, topology: str = "Switch",
                  + (f", each serializing it: link bandwidth × {bw_mult}"
                     if bw_mult > 1 else "") + "; latency per link = latency / "
                  f"{lat_div}; one message costs latency + bytes / bandwidth")
+    if bw_mult > 1:
+        notes.append(f"{backend} on {topology}: messages that share a link (several leaving "
+                     f"or reaching one NPU at once) are serialized at {bw_mult}× the measured "
+                     f"bandwidth, so contended traffic comes out up to {bw_mult}× too fast")
 
     _check_finite({"bandwidth": bws, "latency": lats}, "astra")
 
