@@ -829,7 +829,9 @@ def plot_heatmaps(an: Analysis, directory) -> list:
             fig.tight_layout()
             path = Path(directory) / f"{name}.png"
             with atomic_path(path, suffix=".png") as tmp:
-                fig.savefig(tmp, dpi=110 if n <= 64 else 130, format="png")
+                # at least one pixel per link: the axes (~80% of 9 in) span >= n pixels
+                fig.savefig(tmp, dpi=110 if n <= 64 else max(130, int(1.4 * n / 7.2)),
+                            format="png")
             out.append(path)
         finally:
             plt.close(fig)
