@@ -19,6 +19,7 @@ Test hooks: collectives.faults (environment variables ``COLLCOST_TEST_FAULT``,
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gc
 import os
 import random
@@ -786,9 +787,35 @@ def _run(argv) -> int:
             csv = writer.finish()
             _print_summary(argv, rows, writer, csv)
         _idle_wait(world)
-    # MPI_Finalize (at exit) waits for every rank too: guarded, never disarmed
-    watchdog.arm("MPI finalize", _phase_limit(watchdog.timeout, "finalize"), what="phase")
+    # MPI_Finalize waits for every rank too: called here, under its deadline (mpi4py's
+    # own call at interpreter exit would run after the watchdog thread is gone)
+    limit = _phase_limit(watchdog.timeout, "finalize")
+    with phase("MPI finalize", limit):
+        hooks.at("finalize")
+        _finalize_mpi(MPI, limit)
     return 0
+
+
+# MPI_Init and MPI_Finalize block holding the GIL, where the watchdog thread cannot run:
+# their deadline is faulthandler's C thread, which prints "Timeout" and the stack (the
+# function names below name the phase) and exits with status 1.
+
+def _init_mpi(limit: float) -> None:
+    """Import (initialize) MPI under a deadline of ``limit`` seconds (0: none)."""
+    if limit > 0:
+        sys.stderr.flush()
+        faulthandler.dump_traceback_later(limit, exit=True)
+    from .mpi import MPI  # noqa: F401 -- MPI_Init
+    faulthandler.cancel_dump_traceback_later()
+
+
+def _finalize_mpi(MPI, limit: float) -> None:
+    """MPI_Finalize under a deadline of ``limit`` seconds (0: none)."""
+    if limit > 0:
+        sys.stderr.flush()
+        faulthandler.dump_traceback_later(limit, exit=True)
+    MPI.Finalize()
+    faulthandler.cancel_dump_traceback_later()
 
 
 def _timing_loop_record(world, opts: Options) -> dict:
@@ -831,6 +858,9 @@ def _open_run(argv, world, layout, opts: Options, stored, run_id, overhead, gpu_
 def main(argv=None) -> int:
     """Entry point: run the sweep; any exception on any rank aborts the whole job."""
     native.request_from_argv(sys.argv[1:] if argv is None else argv)  # before MPI_Init
+    # MPI_Init waits for every rank: a rank stopped or dead at start must not hang the
+    # others (see _init_mpi)
+    _init_mpi(_phase_limit(_early_timeout(argv), "setup"))
     return guarded_main(_run, argv)
 
 
