@@ -233,8 +233,13 @@ def _check_output(path) -> None:
 def validate(raw: dict, layout, *, run_id: str = "run") -> Options:
     """Turn raw option values (strings or None from argparse, or stored lists) into
     :class:`Options`, checking everything before anything is created or measured."""
+    from . import cloop
     from .harness import TimingOptions
 
+    try:  # the compiled timing loop's switch (environment), checked with the options
+        cloop.mode()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     quick = bool(raw.get("quick"))
     colls = parse_list(_num(raw, "collectives", ",".join(ALL_KINDS)), "--collectives",
                        ALL_KINDS)
