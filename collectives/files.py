@@ -129,6 +129,12 @@ def atomic_write_json(path, obj, *, indent: int | None = 2) -> None:
     atomic_write_text(path, text)
 
 
+#: Longest file name (bytes) of the usual file systems, and the room the temporary
+#: name of an atomic write needs on top of the final name ("." + name + ".XXXXXXXX.tmp").
+_NAME_MAX = 255
+_TEMP_EXTRA = 24
+
+
 def _resolve(path) -> Path:
     return Path(os.path.abspath(os.path.expanduser(str(path)))).resolve(strict=False)
 
@@ -209,6 +215,11 @@ def check_output(path, *, inputs=(), option: str = "--out", overwrite: bool = Fa
     if "\0" in text:
         raise UsageError(f"{option} {text!r}: contains a NUL character")
     out = _resolve(text)
+    too_long = [part for part in out.parts if len(part.encode()) > _NAME_MAX - _TEMP_EXTRA]
+    if too_long:
+        raise UsageError(f"{option} {text[:80]}...: the name {too_long[0][:40]}... is "
+                         f"longer than {_NAME_MAX - _TEMP_EXTRA} bytes (the file system "
+                         f"allows {_NAME_MAX}, less room for the temporary name)")
     for inp in inputs:
         if inp is None or not str(inp).strip():
             continue

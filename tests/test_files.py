@@ -120,3 +120,9 @@ def test_a_runs_own_files_are_never_outputs(tmp_path):
         with pytest.raises(UsageError, match="is a file of the run directory"):
             check_output(run / name, overwrite=True)
     assert check_output(run / "constants.json")  # other names: the caller decides
+
+
+def test_names_too_long_for_an_atomic_write_are_refused(tmp_path):
+    with pytest.raises(UsageError, match="longer than 231 bytes"):
+        check_output(tmp_path / ("x" * 240 + ".json"))
+    assert check_output(tmp_path / ("x" * 200 + ".json"))
