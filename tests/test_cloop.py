@@ -347,5 +347,15 @@ def test_sweep_without_compiler(tmp_path):
     assert all(r["correct"] for r in rows)
 
 
+def test_sweep_rejects_a_bad_loop_setting(tmp_path):
+    from tests.mpirun import mpirun
+    out = tmp_path / "run"
+    proc = mpirun(2, ["-m", "mpi4py", "-m", "collectives.sweep", "--quick", "--out",
+                      str(out)], timeout=120, env={"COLLCOST_TIMING_LOOP": "fast"})
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "COLLCOST_TIMING_LOOP='fast': expected one of auto, c, python" in proc.stderr
+    assert not out.exists()
+
+
 if __name__ == "__main__":
     main(sys.argv[1:])
