@@ -26,6 +26,7 @@ it) or of a slowed link (both directions), and ``tail`` an exponential excursion
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,8 +242,10 @@ def write_run(path, cluster: LinkCluster, *, sizes=DEFAULT_SIZES, repetitions: i
     dropped = {tuple(d) for d in drop}
     meta = _metadata(cluster, sizes.tolist(), direction, repetitions, run_id)
     atomic_write_text(path / "metadata.json", json.dumps(meta, indent=2) + "\n")
-    csv_rows = ["src,dst,src_host,dst_host,bytes,median_s,ci_low_s,ci_high_s,"
-                "repetitions,round,concurrent"]
+    csv_tmp = path / ".points.csv.tmp"
+    csv = open(csv_tmp, "w", encoding="utf-8")  # streamed: memory O(N), not O(N^2)
+    csv.write("src,dst,src_host,dst_host,bytes,median_s,ci_low_s,ci_high_s,"
+              "repetitions,round,concurrent\n")
     head = ('{{"collective":"pingpong","algorithm":"native","topology":"link","ranks":2,'
             '"nodes":{nodes},"bytes":{bytes},"dtype":"float64","op":"sum",'
             '"buffer":"numpy","sync":"barrier","count":{count},"launch":"{launch}",')
@@ -250,7 +253,7 @@ def write_run(path, cluster: LinkCluster, *, sizes=DEFAULT_SIZES, repetitions: i
         for i, dsts, reps, srt, med, lo, hi in _per_source(
                 cluster, sizes, repetitions, direction, noise, tail_prob, tail_scale,
                 rng, dropped):
-            lines = []
+            lines, csv_rows = [], []
             for d, j in enumerate(dsts.tolist()):
                 nodes = 1 if cluster.hosts[i] == cluster.hosts[j] else 2
                 for s, nb in enumerate(sizes.tolist()):
@@ -274,10 +277,12 @@ def write_run(path, cluster: LinkCluster, *, sizes=DEFAULT_SIZES, repetitions: i
                     csv_rows.append(f"{i},{j},{cluster.hosts[i]},{cluster.hosts[j]},{nb},"
                                     f"{_fmt(med[d, s])},{ci_l.replace('null', '')},"
                                     f"{ci_h.replace('null', '')},{repetitions},"
-                                    f"{int(rounds[i, j])},{conc}")
+                                    f"{int(rounds[i, j])},{conc}\n")
             fh.write("".join(lines))
+            csv.write("".join(csv_rows))
         fh.flush()
-    atomic_write_text(path / "points.csv", "\n".join(csv_rows) + "\n")
+    csv.close()
+    os.replace(csv_tmp, path / "points.csv")
     fsync_dir(path)
     return path
 
