@@ -19,7 +19,6 @@ Test hooks: collectives.faults (environment variables ``COLLCOST_TEST_FAULT``,
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import gc
 import os
 import random
@@ -39,7 +38,8 @@ from .parsing import (bounded_float, bounded_int, check_timeout, parse_list,
                       physical_memory as _physical_memory)
 from .progress import Progress, human_bytes as _human
 from .rundir import check_new_run_dir
-from .watchdog import Watchdog, guarded_main, idle_wait as _idle_wait
+from .watchdog import (Watchdog, finalize_mpi, guarded_main, idle_wait as _idle_wait,
+                       init_mpi)
 from .topology import REQUESTS, check_ranks, default_ranks, resolve_topologies
 
 __all__ = ["UsageError", "Options", "parse_size", "parse_sizes", "parse_list",
@@ -797,30 +797,8 @@ def _run(argv) -> int:
     limit = _phase_limit(watchdog.timeout, "finalize")
     with phase("MPI finalize", limit):
         hooks.at("finalize")
-        _finalize_mpi(MPI, limit)
+        finalize_mpi(MPI, limit)
     return 0
-
-
-# MPI_Init and MPI_Finalize block holding the GIL, where the watchdog thread cannot run:
-# their deadline is faulthandler's C thread, which prints "Timeout" and the stack (the
-# function names below name the phase) and exits with status 1.
-
-def _init_mpi(limit: float) -> None:
-    """Import (initialize) MPI under a deadline of ``limit`` seconds (0: none)."""
-    if limit > 0:
-        sys.stderr.flush()
-        faulthandler.dump_traceback_later(limit, exit=True)
-    from .mpi import MPI  # noqa: F401 -- MPI_Init
-    faulthandler.cancel_dump_traceback_later()
-
-
-def _finalize_mpi(MPI, limit: float) -> None:
-    """MPI_Finalize under a deadline of ``limit`` seconds (0: none)."""
-    if limit > 0:
-        sys.stderr.flush()
-        faulthandler.dump_traceback_later(limit, exit=True)
-    MPI.Finalize()
-    faulthandler.cancel_dump_traceback_later()
 
 
 def _timing_loop_record(world, opts: Options) -> dict:
@@ -864,8 +842,8 @@ def main(argv=None) -> int:
     """Entry point: run the sweep; any exception on any rank aborts the whole job."""
     native.request_from_argv(sys.argv[1:] if argv is None else argv)  # before MPI_Init
     # MPI_Init waits for every rank: a rank stopped or dead at start must not hang the
-    # others (see _init_mpi)
-    _init_mpi(_phase_limit(_early_timeout(argv), "setup"))
+    # others (see watchdog.init_mpi)
+    init_mpi(_phase_limit(_early_timeout(argv), "setup"))
     return guarded_main(_run, argv)
 
 

@@ -26,6 +26,7 @@ command's body, turning an exception on any rank into an abort of the whole job.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import sys
 import threading
@@ -33,7 +34,7 @@ import time
 import traceback
 
 __all__ = ["Watchdog", "DeadlineExceeded", "idle_wait", "at_abort", "run_abort_handlers",
-           "guarded_main", "end_job", "EXIT_TIMEOUT"]
+           "guarded_main", "end_job", "init_mpi", "finalize_mpi", "EXIT_TIMEOUT"]
 
 #: Exit status of a job ended by a deadline.
 EXIT_TIMEOUT = 3
@@ -196,6 +197,32 @@ def end_job(status: int) -> None:
     except BaseException:  # noqa: BLE001 -- ending anyway
         pass
     os._exit(status)
+
+
+# MPI_Init and MPI_Finalize block holding the GIL, where the watchdog thread cannot run:
+# their deadline is faulthandler's C thread, which prints "Timeout" and the stack (the
+# function names below name the phase) and exits with status 1.
+
+def init_mpi(limit: float):
+    """Import (initialize) MPI under a deadline of ``limit`` seconds (0: none): a rank
+    stopped or dead at start never leaves the others in MPI_Init.  Returns ``MPI``."""
+    if limit > 0:
+        sys.stderr.flush()
+        faulthandler.dump_traceback_later(limit, exit=True)
+    from .mpi import MPI  # MPI_Init
+    faulthandler.cancel_dump_traceback_later()
+    return MPI
+
+
+def finalize_mpi(MPI, limit: float) -> None:
+    """MPI_Finalize under a deadline of ``limit`` seconds (0: none); call it at the end
+    of a command (mpi4py's own call at interpreter exit runs after the watchdog thread
+    is gone)."""
+    if limit > 0:
+        sys.stderr.flush()
+        faulthandler.dump_traceback_later(limit, exit=True)
+    MPI.Finalize()
+    faulthandler.cancel_dump_traceback_later()
 
 
 def idle_wait(comm, poll: float = 0.0005) -> None:

@@ -259,7 +259,7 @@ def test_stopped_rank_at_finalize_ends_the_job(tmp_path):
     out = tmp_path / "run"
     proc = sweep(SWEEP + ["--out", out], env={"COLLCOST_TEST_FAULT": "finalize@1=stop"})
     assert proc.returncode not in (0, 124), proc.stderr[-3000:]
-    assert "Timeout" in proc.stderr and "in _finalize_mpi" in proc.stderr, proc.stderr[-3000:]
+    assert "Timeout" in proc.stderr and "in finalize_mpi" in proc.stderr, proc.stderr[-3000:]
     run = read_run(out)
     assert len(set(keys(run))) == len(run.points) == PLANNED
     assert (out / "points.csv").exists() and not (out / ".lock").exists()
