@@ -760,25 +760,35 @@ class _RankWatch:
 
     def _watch(self) -> None:
         import select
-        fds = {}
+        fds, seen = {}, set()
         try:
-            while self.proc.poll() is None:  # wait until every host has its ranks
-                found = {i: self.cluster.rank_pids(i, match="") for i in self.hosts}
-                if all(len(pids) >= self.k for pids in found.values()):
+            # until every host has its ranks: a pidfd on each process as soon as it is
+            # seen, so a rank that dies while others are still starting (or while the
+            # scans of a loaded machine are slow) is still the first death
+            while self.proc.poll() is None:
+                gone = []
+                for i in self.hosts:
+                    for pid in self.cluster.rank_pids(i, match=""):
+                        if pid in seen:
+                            continue
+                        seen.add(pid)
+                        try:
+                            fds[os.pidfd_open(pid)] = (i, pid)
+                        except OSError:  # listed, then gone at once
+                            gone.append((i, pid))
+                ended = select.select(list(fds), [], [], 0)[0] if fds else []
+                gone += [fds[fd] for fd in ended]
+                if gone and not self.first and self.proc.poll() is None:
+                    self.first, self.when = sorted(gone), time.monotonic()
+                counts = {i: 0 for i in self.hosts}
+                for i, _ in fds.values():
+                    counts[i] += 1
+                if all(n >= self.k for n in counts.values()):
                     break
                 if select.select([self._stop_r], [], [], 0.2)[0]:
                     return
             else:
                 return
-            gone = []
-            for i, pids in found.items():
-                for pid in pids:
-                    try:
-                        fds[os.pidfd_open(pid)] = (i, pid)
-                    except OSError:  # already gone: the earliest deaths of all
-                        gone.append((i, pid))
-            if gone:
-                self.first, self.when = sorted(gone), time.monotonic()
             live = set(fds)
             while live:
                 ready = select.select(sorted(live) + [self._stop_r], [], [])[0]

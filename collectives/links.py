@@ -7,8 +7,13 @@ the same time, each pair on its own 2-rank communicator, timed by the sweep's ha
 (:func:`collectives.harness.time_call`: barrier starts, adaptive repetitions).  Rank 0
 alone knows the plan: it tells each rank of a step its partner and its points, collects
 the rows from each pair's first rank, appends them to the run directory (one fsync per
-step) and keeps an O(n^2) ledger for resume and the summary.  Ranks without work sleep
-in short polls (they never spin on a core the measuring ranks need).
+step) and keeps an O(n^2) ledger for resume and the summary.  Every step ends with a
+small nonblocking allreduce that all ranks join; ranks without work wait for it in
+short sleeping polls (they never spin on a core the measuring ranks need), under a
+deadline derived from ``--point-timeout``, so a stopped or starved rank ends the job
+(status 3) instead of leaving it hanging.  A row keeps at most ``--keep-samples``
+per-repetition times (a random subset; the statistics use every repetition), so the
+files grow with the links, not with links x repetitions.
 
 What a time is (``median_s`` etc., seconds):
 
@@ -26,11 +31,12 @@ Run directory (``docs/formats.md``, contract 3): ``metadata.json`` with ``kind:
 concurrent, rounds), ``points.jsonl`` (the sweep's point record with ``collective:
 "pingpong"``, ``algorithm: "native"``, ``topology: "link"``, ``ranks: 2``, plus ``src``,
 ``dst``, ``src_host``, ``dst_host``, ``src_rank``, ``dst_rank``, ``round``, ``step``,
-``concurrent``, ``timing_loop``), ``points.csv`` (the same without samples, written at
-the end).  :func:`read_links` reads one back.
+``concurrent``, ``ack_s``, ``samples_kept``, ``timing_loop``), ``points.csv`` (the same
+without samples, written at the end).  :func:`read_links` reads one back.
 
-Test hooks: those of the sweep (``COLLCOST_TEST_KILL_AFTER_POINTS``,
-``COLLCOST_TEST_FAIL_AT_POINT``), counted per point a rank takes part in.
+Test hooks: :mod:`collectives.faults` (``COLLCOST_TEST_FAULT``, and the sweep's
+``COLLCOST_TEST_KILL_AFTER_POINTS`` / ``COLLCOST_TEST_FAIL_AT_POINT``), points counted
+per point a rank takes part in; phase ``write step K`` on rank 0 between steps.
 """
 from __future__ import annotations
 
