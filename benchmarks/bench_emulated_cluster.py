@@ -217,7 +217,8 @@ def _pct(x):
     return "-" if x is None else f"{x * 100:.1f}%"
 
 
-def native_check(out: Path, bootstrap: int, fit_ranks=None, test_ranks=None) -> dict:
+def native_check(out: Path, bootstrap: int, fit_ranks=None, test_ranks=None,
+                 results: Path | None = None) -> dict:
     """Fit ``out/run-all``; identify and extrapolate the native collectives of every run.
 
     Prints (1) each collective's median error at >= 64 KiB when predicted from the
@@ -235,9 +236,12 @@ def native_check(out: Path, bootstrap: int, fit_ranks=None, test_ranks=None) -> 
     base = out / "run-all"
     if not (base / "metadata.json").exists():
         raise SystemExit(f"bench_emulated_cluster: error: {base} is not a run directory")
-    cpath = out / "constants-all.json"
-    if cpath.exists():
-        cpath.unlink()
+    import tempfile
+    scratch = None
+    if results is None:  # --reuse without --out: the run directories are only read
+        scratch = tempfile.TemporaryDirectory(prefix="native-check-")
+        results = Path(scratch.name)
+    cpath = results / "constants-all.json"
     consts = fit(base, cpath, bootstrap)
     topo = consts["topologies"]["inter"]
     jc = topo["joint"]
@@ -336,7 +340,9 @@ def native_check(out: Path, bootstrap: int, fit_ranks=None, test_ranks=None) -> 
                         "pooled_median": jc["errors"]["median_rel_large"]},
               "identification": ident_rows, "held_out": held_rows,
               "held_out_median": _median(held_points)}
-    (out / "native-check.json").write_text(json.dumps(result, indent=1, default=str))
+    (results / "native-check.json").write_text(json.dumps(result, indent=1, default=str))
+    if scratch is not None:
+        scratch.cleanup()
     return result
 
 
@@ -374,7 +380,9 @@ def main(argv=None) -> int:
                    help="hosts of --native-check (default 4; at least 3)")
     p.add_argument("--reuse", type=Path, metavar="DIR",
                    help="with --native-check: analyse the run directories already in DIR "
-                        "(run-all, run-forced*) instead of measuring (no root needed)")
+                        "(run-all, run-forced*) instead of measuring (no root needed); "
+                        "DIR is only read, constants-all.json and native-check.json go "
+                        "to --out when given")
     args = p.parse_args(argv)
     if args.native_check:
         if args.hosts < 3:
@@ -384,7 +392,12 @@ def main(argv=None) -> int:
             if not args.reuse.is_dir():
                 p.exit(2, f"bench_emulated_cluster: error: --reuse {args.reuse} is not a "
                           "directory\n")
-            native_check(args.reuse, args.bootstrap)
+            if args.out is not None and args.out.exists() and any(args.out.iterdir()):
+                p.exit(2, f"bench_emulated_cluster: error: --out {args.out} exists and is "
+                          "not empty\n")
+            if args.out is not None:
+                args.out.mkdir(parents=True, exist_ok=True)
+            native_check(args.reuse, args.bootstrap, results=args.out)
             return 0
         try:
             emulate.parse_rate(args.rate)
@@ -397,7 +410,7 @@ def main(argv=None) -> int:
                       "empty\n")
         out.mkdir(parents=True, exist_ok=True)
         native_sweeps(args, out)
-        native_check(out, args.bootstrap)
+        native_check(out, args.bootstrap, results=out)
         say(f"wrote {out}")
         return 0
     try:

@@ -15,7 +15,9 @@
   pipelining or (under a token-bucket emulation) a negative burst credit.
 * **bandwidth** -- ``1/β`` of the *large-message regime*: the ping-pong's last size
   segment (the later of the bounded fit's and a free-intercept fit's last breakpoints,
-  keeping at least :data:`LARGE_MIN_SIZES` sizes), fitted with a free intercept (the design ``[1, -1, n]`` lets the intercept
+  keeping at least :data:`LARGE_MIN_SIZES` sizes; within it the sizes from
+  :data:`BANDWIDTH_MIN_BYTES` on when there are enough, else its largest
+  :data:`LARGE_MIN_SIZES`), fitted with a free intercept (the design ``[1, -1, n]`` lets the intercept
   take either sign), so that a negative intercept such as ``-burst/rate`` under a
   ``tc tbf`` link does not tilt β.  The intercept is kept as ``intercept_s`` (a
   nuisance: not a latency).
@@ -36,6 +38,8 @@ __all__ = ["STATUSES", "LATENCY_MAX_BYTES", "LARGE_MIN_SIZES", "status_of",
 STATUSES = ("identified", "at_bound", "not_identified")
 #: Largest size used for the latency fit (the small-message regime).
 LATENCY_MAX_BYTES = 4096
+#: Smallest size of the bandwidth fit when at least LARGE_MIN_SIZES sizes reach it.
+BANDWIDTH_MIN_BYTES = 65536
 #: Fewest distinct sizes of the latency fit and of the bandwidth regime.
 LATENCY_MIN_SIZES = 3
 LARGE_MIN_SIZES = 3
@@ -188,13 +192,19 @@ def _bandwidth(n, t, reps, confidence, opts_segments, ranks, p2p_breakpoints=())
     start = max(starts) if starts else None
     bps = bps if start is None else tuple(b for b in bps if b < start) + (start,)
     large = sizes[sizes >= start] if start is not None else sizes
+    # the large-message regime proper: sizes from BANDWIDTH_MIN_BYTES on, else the
+    # segment's largest sizes (a segment reaching down to 8 B would let the small
+    # sizes, which relative errors weigh alike, set the slope)
+    big = large[large >= BANDWIDTH_MIN_BYTES]
+    large = big if big.size >= LARGE_MIN_SIZES else large[-LARGE_MIN_SIZES:]
     sel = np.isin(n, large)
     Xh = model.hockney_design(n[sel])[:, :2]
     free = _free_solve(Xh, t[sel], np.ones(int(sel.sum())))
     beta, intercept = float(free[1]), float(free[0])
     out = {"bytes_range": [int(large.min()), int(large.max())], "ranks": ranks}
     note = (f"1/β of a line with free intercept over the ping-pong's largest size "
-            f"segment ({large.size} sizes, {int(large.min())}-{int(large.max())} B"
+            f"segment, from {BANDWIDTH_MIN_BYTES} B where it has {LARGE_MIN_SIZES} such "
+            f"sizes ({large.size} sizes, {int(large.min())}-{int(large.max())} B"
             + (f", from the breakpoint at {int(bps[-1])} B" if bps else
                ", no breakpoint found") + f"); intercept {intercept * 1e6:.3g} µs")
     if intercept < 0:
