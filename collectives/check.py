@@ -23,6 +23,26 @@ import time
 import zlib
 from dataclasses import dataclass
 
+
+def _early_timeout(argv) -> float:
+    """--timeout as read before the parser exists (600 when absent or unreadable)."""
+    for i, a in enumerate(argv):
+        text = a.split("=", 1)[1] if a.startswith("--timeout=") else (
+            argv[i + 1] if a == "--timeout" and i + 1 < len(argv) else None)
+        if text is not None:
+            try:
+                value = float(text)
+            except ValueError:
+                return 600.0
+            return value if 0 <= value <= 1e6 else 600.0
+    return 600.0
+
+
+if __name__ == "__main__":  # MPI_Init (the imports below) under the --timeout deadline
+    import faulthandler
+    if _early_timeout(sys.argv[1:]) > 0:  # it holds the GIL: faulthandler's C thread
+        faulthandler.dump_traceback_later(_early_timeout(sys.argv[1:]), exit=True)
+
 import numpy as np
 
 from collectives import costs, gpu
@@ -534,5 +554,18 @@ def _run_guarded(comm, case, algorithms, args):
         raise
 
 
+def _command_line() -> int:
+    """``python -m collectives.check``: MPI_Init and MPI_Finalize under the --timeout
+    deadline too (collectives.watchdog.init_mpi / finalize_mpi)."""
+    import faulthandler
+    from collectives.watchdog import finalize_mpi, init_mpi
+    faulthandler.cancel_dump_traceback_later()  # MPI_Init is done (module imports)
+    limit = _early_timeout(sys.argv[1:])
+    mpi = init_mpi(limit)
+    status = main()
+    finalize_mpi(mpi, limit)
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_command_line())
