@@ -481,6 +481,34 @@ class EmulatedCluster:
                           "prio", "1", "u32", "match", "ip", "dst",
                           f"{self.addresses[j]}/32", "flowid", f"1:{k}"])
 
+    def set_rates(self, host_rates=None, link_rates=None) -> None:
+        """Change rates of the running cluster (a NIC renegotiating, a cable going bad,
+        a repair): ``host_rates`` and ``link_rates`` as in the constructor, merged into
+        the current ones (a link rate of None removes it); the qdiscs of the hosts
+        concerned are rebuilt.  Takes effect for new packets at once."""
+        if not self._created:
+            raise RuntimeError("cluster not created: use `with EmulatedCluster(...) as c:`")
+        touched = set()
+        for host, r in dict(host_rates or {}).items():
+            i = self.host_index(host)
+            out, inn = (r if isinstance(r, (tuple, list)) else (r, r))
+            self.host_bps[i], self.host_in_bps[i] = parse_rate(out), parse_rate(inn)
+            touched.add(i)
+            self._tbf(self.switch_ns, self.switch_port(i), self.host_in_bps[i])
+        for key, r in dict(link_rates or {}).items():
+            i, j = sorted((self.host_index(key[0]), self.host_index(key[1])))
+            if i == j:
+                raise ValueError(f"link_rates: {key!r} joins a host to itself")
+            if r is None:
+                self.link_bps.pop((i, j), None)
+            else:
+                self.link_bps[(i, j)] = parse_rate(r)
+            touched |= {i, j}
+        for i in sorted(touched):
+            _sh(["ip", "netns", "exec", self.hosts_ns[i], "tc", "qdisc", "del", "dev",
+                 "eth0", "root"], check=False)
+            self._limit_host(i)
+
     def describe(self) -> str:
         """The emulated network in words: switches, trunk, hosts and their rates."""
         out = [f"{self.hosts} host(s) on {self.switches} switch(es)"

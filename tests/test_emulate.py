@@ -171,6 +171,8 @@ class TestHeterogeneousLayout:
         assert d.link_rate(1, 0) == 20e6 and d.link_rate(0, 1) == 30e6
         assert "20 Mbit/s out, 30 Mbit/s in" in d.describe()
         assert EmulatedCluster(2).switches == 1 and EmulatedCluster(2).trunk_bps is None
+        with pytest.raises(RuntimeError, match="not created"):
+            EmulatedCluster(2).set_rates(host_rates={0: "1mbit"})
 
     @pytest.mark.parametrize("kw, word", [
         ({"switches": 5}, "switches: expected 1..4"),

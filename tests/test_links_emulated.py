@@ -194,3 +194,45 @@ def test_both_directions_see_an_asymmetric_host(tmp_path):
         assert one_way_beta(j, 1) == pytest.approx(wire(40e6), rel=0.10), (j, 1)
     assert one_way_beta(0, 2) == pytest.approx(wire(40e6), rel=0.10)
     assert all(r["ack_s"] > 0 for r in rows)
+
+
+def test_a_host_slowed_between_two_runs_is_a_regression(tmp_path):
+    """One cluster, two links runs: host 2's NIC drops to half rate in between (live,
+    ``set_rates``); ``fits.compare BASE NEW`` flags the regression (exit 1), names host
+    2's links, and a second healthy run against the first is no regression."""
+    import os
+    import subprocess
+    with EmulatedCluster(4, 1, RATE) as c:
+        runs = {}
+        for name in ("base", "same", "slow"):
+            if name == "slow":
+                c.set_rates(host_rates={2: "20mbit"})
+                assert c.link_rate(2, 0) == c.link_rate(0, 2) == 20e6
+            r = c.run(LINKS + ["--out", str(tmp_path / name)], timeout=240, env=ENV)
+            assert r.ok, r.stderr[-3000:] + r.diagnosis
+            runs[name] = tmp_path / name
+    med = medians([json.loads(x) for x in (runs["slow"] / "points.jsonl").read_text()
+                   .splitlines()])
+    for j in (0, 1, 3):
+        assert beta(med, 2, j) == pytest.approx(wire(20e6), rel=0.10)
+    assert beta(med, 0, 1) == pytest.approx(wire(40e6), rel=0.10)
+
+    def beta_regressions(base, new, out):
+        """fits.compare's exit status and the links whose β it calls a regression."""
+        p = subprocess.run([sys.executable, "-m", "fits.compare", str(base), str(new),
+                            "--json", str(out)], capture_output=True, text=True,
+                           timeout=300, cwd=ROOT, env={**os.environ, **ENV})
+        assert p.returncode in (0, 1), p.stderr[-2000:]
+        doc = json.loads(out.read_text())
+        return p.returncode, sorted(c["constant"] for c in doc["constants"]
+                                    if c["regression"] and c["constant"].endswith(" beta")
+                                    and c["constant"].startswith("link "))
+
+    status, worse = beta_regressions(runs["base"], runs["slow"], tmp_path / "slow.json")
+    assert status == 1
+    h = c.hosts_ns
+    assert worse == sorted(f"link {h[min(2, j)]}->{h[max(2, j)]} beta" for j in (0, 1, 3))
+    # the same network measured twice: no bandwidth regression (latency on these links
+    # is the loaded machine's scheduling, see test_healthy_cluster_names_no_suspect)
+    _, same = beta_regressions(runs["base"], runs["same"], tmp_path / "same.json")
+    assert same == []
