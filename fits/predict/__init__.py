@@ -119,10 +119,20 @@ def parse_workers(text: str) -> list:
     return sorted(set(out))
 
 
+#: Most numbers one list option may hold, and most rows of a table (tables grow with
+#: the product of the lists).
+MAX_LIST = 10_000
+MAX_TABLE_ROWS = 1_000_000
+
+
 def parse_floats(text: str) -> list:
-    """Comma-separated numbers."""
+    """Comma-separated numbers (at most :data:`MAX_LIST`)."""
+    items = str(text).split(",")
+    if len(items) > MAX_LIST:
+        raise argparse.ArgumentTypeError(f"{len(items)} numbers, more than the limit of "
+                                         f"{MAX_LIST}")
     try:
-        vals = [float(v) for v in str(text).split(",") if v.strip()]
+        vals = [float(v) for v in items if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got "
                                          f"{text!r}") from None
@@ -318,6 +328,10 @@ def _laws_args(p):
 
 @_runner("laws")
 def _laws(args):
+    rows_total = len(args.serial) * len(args.workers)
+    if rows_total > MAX_TABLE_ROWS:
+        raise ValueError(f"--serial x --workers is {rows_total} rows, more than the limit "
+                         f"of {MAX_TABLE_ROWS}")
     K = np.asarray(args.workers, dtype=float)
     rows, summary = [], {}
     curves_s, curves_e, ceilings, styles = {}, {}, {}, {}
