@@ -62,8 +62,9 @@ _OPS = {name: op for op, _, name in SUPPORTED_OPS}
 #: Largest buffer one case may use (bytes): --counts sizes and --large, checked before
 #: anything is allocated.
 MAX_CASE_BYTES = 1 << 30
-#: Largest element count of --counts (N or p+K).
+#: Largest element count of --counts (N or p+K), and most entries of --counts.
 MAX_CASE_COUNT = 1 << 27
+MAX_COUNT_TOKENS = 256
 #: Collectives that take a reduction op.
 _REDUCING = ("reduce_scatter", "allreduce")
 
@@ -112,6 +113,9 @@ def parse_counts(text: str) -> list[str]:
     tokens = [t.strip() for t in text.split(",") if t.strip()]
     if not tokens:
         raise ValueError("--counts is empty")
+    if len(tokens) > MAX_COUNT_TOKENS:
+        raise ValueError(f"--counts: {len(tokens)} entries, more than the limit of "
+                         f"{MAX_COUNT_TOKENS} (each runs for every dtype, op and root)")
     for t in tokens:
         m = _SIZE.match(t)
         if not (re.fullmatch(r"\d{1,15}", t) or re.fullmatch(r"p([+-]\d{1,15})?", t) or m):
@@ -342,6 +346,8 @@ def _size(text):
 
 
 def _roots_arg(text):
+    if text.count(",") >= 4096:
+        raise argparse.ArgumentTypeError("--roots: more than 4096 entries")
     if text != "all" and not all(t.strip() == "last" or t.strip().isdigit() and
                                  len(t.strip()) <= 12 for t in text.split(",")):
         raise argparse.ArgumentTypeError(f"--roots must be 'all' or a comma list of ranks "
