@@ -188,6 +188,7 @@ def test_sweep_counts_are_bounded(tmp_path, args, message):
     (["laws", "--workers", "5000000000"], "limit of 1000000000"),
     (["export", "{c}", "--target", "calculon", "--nodes", "99999999999"],
      "between 1 and 1000000000"),
+    (["laws", "--serial", ",".join(["0.1"] * 20000)], "more than the limit of 10000"),
 ])
 def test_predict_counts_are_bounded(tmp_path, capsys, args, message):
     from fits.predict import main
@@ -196,6 +197,12 @@ def test_predict_counts_are_bounded(tmp_path, capsys, args, message):
         main([a.format(c=tmp_path / "c.json") for a in args])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_predict_table_size_is_bounded(capsys):
+    from fits.predict import main
+    assert main(["laws", "--serial", ",".join(["0.1"] * 100), "--workers", "1-100000"]) == 2
+    assert "10000000 rows, more than the limit of 1000000" in capsys.readouterr().err
 
 
 def test_fit_bootstrap_is_bounded(runs, tmp_path, capsys):
@@ -329,6 +336,7 @@ def test_predict_bad_paths(tmp_path, capsys, argv, message):
      "the options select no case for bcast"),
     (["--large", "5GiB"], "larger than the limit"),
     (["--timeout", "1e10"], "--timeout '1e10' is longer than the limit"),
+    (["--counts", ",".join(map(str, range(1000)))], "1000 entries, more than the limit"),
 ])
 def test_check_options_that_select_nothing(args, message):
     out = mpirun(2, ["-m", "collectives.check"] + args, timeout=60)
