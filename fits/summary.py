@@ -66,6 +66,14 @@ def _size(n):
     return str(n)
 
 
+def _ranks_text(ranks):
+    """``2,3,4``; beyond four rank counts ``2..1024(37)`` (first, last, how many)."""
+    ranks = list(ranks)
+    if len(ranks) <= 4:
+        return ",".join(map(str, ranks))
+    return f"{ranks[0]}..{ranks[-1]}({len(ranks)})"
+
+
 def _seg_range(e):
     segs = e.get("segments") or []
     if not segs:
@@ -127,7 +135,7 @@ def summary_table(constants: dict) -> pd.DataFrame:
                                          {**one, "joint": e.get("joint")}))
                 else:
                     rows.append(_row(topology, collective, algorithm,
-                                     ",".join(map(str, e.get("ranks", []))), e,
+                                     _ranks_text(e.get("ranks", [])), e,
                                      e.get("gamma"), e.get("gamma_source") or ""))
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     for col in table.columns:
@@ -239,6 +247,7 @@ def format_summary(constants: dict, *, wide: bool = False) -> str:
             line, width=100, subsequent_indent="    ", break_on_hyphens=False)]
     with pd.option_context("display.width", width, "display.max_columns", None,
                            "display.max_colwidth", 40):
+        digits = 4 if wide else 3
         text = table[cols].to_string(index=False, na_rep="-", header=headers,
-                                     float_format=lambda x: f"{x:.4g}")
+                                     float_format=lambda x: f"{x:.{digits}g}")
     return "\n".join(lines) + "\n" + text
