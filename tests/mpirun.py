@@ -44,6 +44,8 @@ class Library:
     abort_report: tuple = ()
     #: does mpiexec understand Hydra's -launcher ssh -launcher-exec (the emulated cluster)
     hydra: bool = False
+    #: why collectives.gpu finds the PyPI wheel not CUDA-aware (the refusal names it)
+    cuda_refusal: str = "MPIX_Query_cuda_support() returned 0"
 
 
 #: MPICH settings that keep runs with more ranks than cores usable (measurement.md).
@@ -76,7 +78,9 @@ LIBRARIES = {
         oversubscribe_env={"I_MPI_PIN": "0", "I_MPI_WAIT_MODE": "1"},
         own_timeout=("env", "MPIEXEC_TIMEOUT"),
         abort_report=("application called MPI_Abort", "BAD TERMINATION"),
-        hydra=True),
+        hydra=True,
+        # GPU support is off unless I_MPI_OFFLOAD is set (collectives.gpu asks it first)
+        cuda_refusal="I_MPI_OFFLOAD is not set"),
 }
 
 
