@@ -129,3 +129,11 @@ def test_regressions_count_links_beyond_those_listed(runs, monkeypatch):
     assert capped.regressions == full.regressions > 10
     assert sum(c.startswith("link ") for c in capped.constants["constant"]) <= 6
     assert any("are listed" in n for n in capped.notes)
+
+
+def test_sweep_runs_of_different_layouts_exit_2(tmp_path, capsys):
+    js = tmp_path / "c.json"
+    other = ROOT / "data" / "example-emulated-2x2" / "run-2x2"
+    assert compare.main([str(EXAMPLE), str(other), "--json", str(js)]) == 2
+    assert "different layouts: world_size 2 vs 4" in capsys.readouterr().err
+    assert not js.exists()

@@ -96,3 +96,19 @@ def test_report_renders_in_a_real_browser(links_runs, tmp_path):
     colours = {tuple(c) for c in body[::7, ::7].reshape(-1, 3)}
     assert len(colours) > 200
     assert ((body[..., 0] > 180) & (body[..., 1] > 180) & (body[..., 2] < 100)).sum() > 500
+
+
+def test_two_constants_files_report_their_comparison(tmp_path):
+    from fits import constants
+    doc = constants.load(EXAMPLE / "constants.json")
+    doc["topologies"]["intra"]["p2p"]["beta"] *= 3  # intervals then disjoint
+    doc["topologies"]["intra"]["p2p"]["beta_ci"] = [
+        3 * v for v in doc["topologies"]["intra"]["p2p"]["beta_ci"]]
+    worse = tmp_path / "worse.json"
+    constants.save(doc, worse)
+    out = tmp_path / "c.html"
+    assert report.main([str(EXAMPLE / "constants.json"), str(worse), "--out",
+                        str(out)]) == 0
+    text = out.read_text()
+    assert _self_contained(text) == 1  # the comparison plot
+    assert "Constants file: worse.json" in text and "REGRESSION" in text
