@@ -263,6 +263,7 @@ def guarded_main(body, argv=None) -> int:
                          "disk (--resume continues the run); aborting the job\n")
         sys.stderr.flush()
         run_abort_handlers()
+        time.sleep(MESSAGE_GRACE_S)
         MPI.COMM_WORLD.Abort(130)
         return 130
     except BaseException as exc:  # noqa: BLE001 -- report, then take the job down
@@ -272,5 +273,6 @@ def guarded_main(body, argv=None) -> int:
                          f"{type(exc).__name__}: {exc}; aborting the job\n")
         sys.stderr.flush()
         run_abort_handlers()
+        time.sleep(MESSAGE_GRACE_S)  # the launcher forwards the message first
         MPI.COMM_WORLD.Abort(1)
         return 1

@@ -247,6 +247,9 @@ def test_interrupted_sweep_releases_its_lock_and_resumes(tmp_path, sig):
         from collectives.rundir import RunLock
         lock = RunLock(out)
         info, text = lock._read()
+        deadline = time.monotonic() + 15  # rank 0 may still be exiting
+        while not lock.stale_reason(info, text) and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert lock.stale_reason(info, text), text
     before = read_run(out).points
     assert len(before) == 1
