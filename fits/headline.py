@@ -63,7 +63,8 @@ def status_of(value, ci) -> tuple:
     which knows whether the bound binds.)
     """
     if value is None or not ci or ci[0] is None or ci[1] is None:
-        return "not_identified", "no interval (bootstrap off or too few points)"
+        return "not_identified", ("no interval (bootstrap off, too few points, or "
+                                  "replicates that do not vary: nothing to resample)")
     lo, hi = float(ci[0]), float(ci[1])
     if lo <= 0 <= hi:
         return "not_identified", "its interval contains 0"
@@ -114,9 +115,15 @@ def assess(value, reps, free_value, free_reps, confidence, fixed=None):
 
 
 def _interval(values, confidence):
+    """Percentile interval, or None when there is none to give: no finite replicate,
+    or replicates that do not vary (one replicate; one repetition per point and one
+    launch without point resampling): their zero-width interval would read as
+    certainty when it only says that nothing was resampled."""
     lo, hi = bootstrap.percentile_interval(values, confidence)
     lo, hi = _num(lo), _num(hi)
-    return None if lo is None or hi is None else [lo, hi]
+    if lo is None or hi is None or not hi > lo:
+        return None
+    return [lo, hi]
 
 
 def _free_solve(X, t, w):
@@ -129,13 +136,16 @@ def _free_solve(X, t, w):
 def _latency(n, t, reps, confidence, breakpoints, ranks):
     sizes = np.unique(n)
     first = sizes[sizes < breakpoints[0]] if len(breakpoints) else sizes
+    # only sizes of the small-message regime, however few: the first segment's larger
+    # sizes would bring a large-message intercept into the latency
     small = first[first <= LATENCY_MAX_BYTES]
-    if small.size < LATENCY_MIN_SIZES:
-        small = first[:LATENCY_MIN_SIZES]
     if small.size < 2:
         return {"value": None, "ci": None, "status": "not_identified",
-                "bytes_range": [int(sizes[0]), int(sizes[0])], "ranks": ranks,
-                "note": "fewer than 2 sizes in the small-message regime"}
+                "bytes_range": ([int(small[0]), int(small[0])] if small.size
+                                else [int(sizes[0]), int(sizes[0])]), "ranks": ranks,
+                "note": f"{small.size} size(s) up to {LATENCY_MAX_BYTES} B in the "
+                        "first size segment: a latency needs at least 2 small-message "
+                        "sizes (a larger size's intercept is not a latency)"}
     sel = np.isin(n, small)
     X = model.hockney_design(n[sel])[:, :2]
     theta = model.solve(X, t[sel])
@@ -170,9 +180,6 @@ def _latency(n, t, reps, confidence, breakpoints, ranks):
                             "the interval is one-sided"})
         return out
     status, reason = status_of(alpha, ci)
-    if small.min() > LATENCY_MAX_BYTES:
-        status, reason = "not_identified", (f"no size up to {LATENCY_MAX_BYTES} B was "
-                                            "measured: no small-message regime")
     out.update({"value": alpha, "ci": ci, "status": status,
                 "note": why + (f"; not identified: {reason}" if reason else "")})
     return out
@@ -229,9 +236,12 @@ def _bandwidth(n, t, reps, confidence, opts_segments, ranks, p2p_breakpoints=())
                     "note": note + "; the slope is not positive: no bandwidth"})
         return out
     status, reason = status_of(beta, ci_beta)
-    if large.max() <= LATENCY_MAX_BYTES:
-        status, reason = "not_identified", (f"no size above {LATENCY_MAX_BYTES} B was "
-                                            "measured: no large-message regime")
+    above = int(np.sum(large > LATENCY_MAX_BYTES))
+    if above < 2:
+        status, reason = "not_identified", (
+            f"{above} size(s) above {LATENCY_MAX_BYTES} B in the fit: the large-message "
+            "regime needs at least 2 (a line through small sizes carries their latency "
+            "into the slope)")
     ci = None
     if ci_beta is not None:
         lo, hi = ci_beta
