@@ -175,7 +175,9 @@ def scenario_time_call(comm, MPI):
 
 def scenario_agree(comm, MPI):
     """At 4 MiB (binding cost negligible) the C and Python loops agree: their 95% CIs
-    of the median overlap, or the medians are within 10%.  Points alternate C / Python
+    of the median overlap, or the medians are within 15% (round-to-round medians of
+    either loop varied by +-20% on the shared 2-core machine; a loop that timed the wrong
+    operation or part of it would differ by far more).  Points alternate C / Python
     seven times and each loop is represented by its least disturbed round (lowest
     median): on a shared machine a whole round can be slowed by other jobs.  The
     medians are printed (run pytest with -s to see them)."""
@@ -196,7 +198,7 @@ def scenario_agree(comm, MPI):
                 rounds[loop].append(stats.summarize(t.max_s))
         c, py = (min(rounds[k], key=lambda r: r["median_s"]) for k in ("c", "python"))
         overlap = c["ci_low_s"] <= py["ci_high_s"] and py["ci_low_s"] <= c["ci_high_s"]
-        close = abs(c["median_s"] / py["median_s"] - 1) <= 0.10
+        close = abs(c["median_s"] / py["median_s"] - 1) <= 0.15
         if comm.Get_rank() == 0:
             print(f"agree {coll} p={p}: C {c['median_s'] * 1e6:.1f} µs "
                   f"[{c['ci_low_s'] * 1e6:.1f}, {c['ci_high_s'] * 1e6:.1f}], Python "
