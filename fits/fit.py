@@ -187,12 +187,6 @@ def _num(x):
     return x if np.isfinite(x) else None
 
 
-def _interval(values, confidence):
-    lo, hi = bootstrap.percentile_interval(values, confidence)
-    lo, hi = _num(lo), _num(hi)
-    return None if lo is None or hi is None else [lo, hi]
-
-
 def _where(row) -> str:
     return (f"{row['topology']} {row['collective']}/{row['algorithm']} "
             f"p={int(row['ranks'])} bytes={int(row['bytes'])}")

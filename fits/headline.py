@@ -126,13 +126,6 @@ def _interval(values, confidence):
     return [lo, hi]
 
 
-def _free_solve(X, t, w):
-    """Unconstrained relative-error least squares (free signs)."""
-    rw = np.sqrt(w) / t
-    sol, *_ = np.linalg.lstsq(X * rw[:, None], rw * t, rcond=None)
-    return sol
-
-
 def _latency(n, t, reps, confidence, breakpoints, ranks):
     sizes = np.unique(n)
     first = sizes[sizes < breakpoints[0]] if len(breakpoints) else sizes
@@ -150,7 +143,7 @@ def _latency(n, t, reps, confidence, breakpoints, ranks):
     X = model.hockney_design(n[sel])[:, :2]
     theta = model.solve(X, t[sel])
     alpha = float(theta[0])
-    free = _free_solve(X, t[sel], np.ones(int(sel.sum())))
+    free = model.solve_free(X, t[sel])
     scale = float(np.median(t[sel]))
     out = {"bytes_range": [int(small.min()), int(small.max())], "ranks": ranks,
            "beta_small": _num(theta[1])}
@@ -169,7 +162,8 @@ def _latency(n, t, reps, confidence, breakpoints, ranks):
             if np.unique(n[sel][keep]).size < 2:
                 continue
             cons[b] = model.solve(X[keep], rt[b, keep], weights=rw[b, keep])[0]
-            free_reps[b] = _free_solve(X[keep], rt[b, keep], rw[b, keep])[0]
+            free_reps[b] = model.solve_free(X[keep], rt[b, keep],
+                                             weights=rw[b, keep])[0]
         ci = _interval(cons, confidence)
     if at_bound:
         out.update({"value": 0.0, "status": "at_bound",
@@ -206,7 +200,7 @@ def _bandwidth(n, t, reps, confidence, opts_segments, ranks, p2p_breakpoints=())
     large = big if big.size >= LARGE_MIN_SIZES else large[-LARGE_MIN_SIZES:]
     sel = np.isin(n, large)
     Xh = model.hockney_design(n[sel])[:, :2]
-    free = _free_solve(Xh, t[sel], np.ones(int(sel.sum())))
+    free = model.solve_free(Xh, t[sel])
     beta, intercept = float(free[1]), float(free[0])
     out = {"bytes_range": [int(large.min()), int(large.max())], "ranks": ranks}
     note = (f"1/β of a line with free intercept over the ping-pong's largest size "
@@ -225,7 +219,7 @@ def _bandwidth(n, t, reps, confidence, opts_segments, ranks, p2p_breakpoints=())
             keep = rw[b] > 0
             if np.unique(n[sel][keep]).size < 2:
                 continue
-            sol[b] = _free_solve(Xh[keep], rt[b, keep], rw[b, keep])
+            sol[b] = model.solve_free(Xh[keep], rt[b, keep], weights=rw[b, keep])
         ci_beta = _interval(sol[:, 1], confidence)
         ci_icpt = _interval(sol[:, 0], confidence)
     out.update({"beta": _num(beta) if beta > 0 else None, "beta_ci": ci_beta,
