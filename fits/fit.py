@@ -734,7 +734,8 @@ def read_runs(paths) -> tuple:
     if not paths:
         raise FitError("no run directory given")
     runs = [results.read_run(p) for p in paths]
-    problems = results.metadata_differences([(str(r.path), r.metadata) for r in runs]) \
+    named = [(str(r.path), r.metadata) for r in runs]
+    problems = (results.metadata_differences(named) + results.option_differences(named)) \
         if len(runs) > 1 else []
     if problems:
         raise FitError("refusing to fit runs with different metadata together:\n  "

@@ -184,3 +184,19 @@ def test_library_record(text, library, version):
     assert rec["version"].startswith(version)
     assert "\x00" not in rec["version"] and rec["version"] == rec["version"].strip()
     assert rec["standard"] == "3.1"
+
+
+def test_fit_refuses_runs_of_different_measurement_options(tmp_path):
+    """The fitter pools runs only under the rules merge applies: same tuning and the
+    same measurement options (a float64 run is not more repetitions of a float32 one)."""
+    from fits.fit import FitError, read_runs
+    from test_results import write_run
+    write_run(tmp_path / "a", [8, 1 << 20])
+    write_run(tmp_path / "b", [8, 1 << 20],
+              options={"dtype": "float64", "op": "sum", "sync": "barrier",
+                       "buffer": "numpy"})
+    with pytest.raises(FitError, match="dtype"):
+        read_runs([tmp_path / "a", tmp_path / "b"])
+    write_run(tmp_path / "c", [8])
+    points, _, provenance = read_runs([tmp_path / "a", tmp_path / "c"])
+    assert len(points) == 3 and len(provenance) == 2
