@@ -188,14 +188,14 @@ def test_library_record(text, library, version):
 
 def test_fit_refuses_runs_of_different_measurement_options(tmp_path):
     """The fitter pools runs only under the rules merge applies: same tuning and the
-    same measurement options (a float64 run is not more repetitions of a float32 one)."""
+    same measurement options (the stopping rule too), as merge does."""
     from fits.fit import FitError, read_runs
     from test_results import write_run
     write_run(tmp_path / "a", [8, 1 << 20])
     write_run(tmp_path / "b", [8, 1 << 20],
-              options={"dtype": "float64", "op": "sum", "sync": "barrier",
-                       "buffer": "numpy"})
-    with pytest.raises(FitError, match="dtype"):
+              options={"dtype": "float32", "op": "sum", "sync": "barrier",
+                       "buffer": "numpy", "target_ci": 0.2, "max_reps": 5})
+    with pytest.raises(FitError, match="target_ci"):
         read_runs([tmp_path / "a", tmp_path / "b"])
     write_run(tmp_path / "c", [8])
     points, _, provenance = read_runs([tmp_path / "a", tmp_path / "c"])
