@@ -278,7 +278,11 @@ def format_headline(doc: dict, topology_name: str) -> str:
         e = h[key]
         where = (f"{_fmt_bytes(e['bytes_range'][0])}-{_fmt_bytes(e['bytes_range'][1])}, "
                  f"p={','.join(map(str, e['ranks']))}")
-        value = "-" if e["value"] is None else f"{e['value'] * factor:.3g} {unit}"
+        if e["value"] is None:  # say why rather than a range no value came from
+            why = str(e.get("note") or "no value").rsplit("; ", 1)[-1]
+            parts.append(f"{key} - {e['status']} ({why})")
+            continue
+        value = f"{e['value'] * factor:.3g} {unit}"
         parts.append(f"{key} {value} {_fmt_interval(e.get('ci'), factor, 4)} "
                      f"{e['status']} ({where})")
     return f"{topology_name}: " + " · ".join(parts)

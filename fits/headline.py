@@ -137,8 +137,8 @@ def _latency(n, t, reps, confidence, breakpoints, ranks):
                 "bytes_range": ([int(small[0]), int(small[0])] if small.size
                                 else [int(sizes[0]), int(sizes[0])]), "ranks": ranks,
                 "note": f"{small.size} size(s) up to {LATENCY_MAX_BYTES} B in the "
-                        "first size segment: a latency needs at least 2 small-message "
-                        "sizes (a larger size's intercept is not a latency)"}
+                        "first size segment, a latency needs 2 (a larger size's "
+                        "intercept is not a latency)"}
     sel = np.isin(n, small)
     X = model.hockney_design(n[sel])[:, :2]
     theta = model.solve(X, t[sel])

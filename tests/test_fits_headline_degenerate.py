@@ -25,7 +25,8 @@ def test_no_small_sizes_no_latency_even_at_bound():
     assert h["latency"]["status"] == "not_identified", h["latency"]
     assert h["latency"]["value"] is None
     assert h["bandwidth"]["status"] == "identified"
-    assert "latency -" in summary.format_summary(c).splitlines()[0]
+    first = summary.format_summary(c).splitlines()[0]
+    assert "latency - not_identified (0 size(s) up to 4096 B" in first, first
 
 
 def test_latency_fit_stays_in_the_small_message_regime():
