@@ -166,7 +166,8 @@ def _probe_writable(directory: Path, option: str, shown, what="write") -> None:
 def check_input(path, *, option: str = "input", directory: bool | None = False) -> Path:
     """A usage error unless ``path`` is non-empty and names an existing readable file
     (``directory=False``), directory (``True``) or either (``None``); returns it
-    resolved."""
+    resolved.  A file must be a regular file: named pipes (also ``<(...)``), devices
+    and sockets are refused, since reading one can block forever."""
     text = "" if path is None else str(path)
     if not text.strip():
         raise UsageError(f"{option} is empty")
@@ -177,6 +178,13 @@ def check_input(path, *, option: str = "input", directory: bool | None = False) 
         raise UsageError(f"{option} {text}: is a directory, expected a file")
     if directory is True and not p.is_dir():
         raise UsageError(f"{option} {text}: is not a directory")
+    if not p.is_dir() and not p.is_file():
+        # a named pipe, device or socket: reading a pipe with no writer (or a device)
+        # can wait forever, and a pipe read once is gone for the next reader
+        what = "a named pipe" if p.is_fifo() else "a socket" if p.is_socket() else \
+            "a device" if p.is_char_device() or p.is_block_device() else "a special file"
+        raise UsageError(f"{option} {text}: is {what}, not a regular file (reading it "
+                         "could wait forever; save it to a file first)")
     if not os.access(p, os.R_OK):
         raise UsageError(f"{option} {text}: not readable")
     return _resolve(p)
