@@ -302,7 +302,13 @@ def _setup(argv, layout):
     """Rank 0: parse and validate.  ``("ok", opts, ends, plan, stored_meta, run_id)`` or
     ``("exit", status, message)``."""
     from .results import new_run_id
+    from .parsing import reject_empty_arguments
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:  # an empty --out or --resume would mean the default or "here"
+        reject_empty_arguments(argv)
+    except UsageError as exc:
+        return ("exit", 2, f"{parser.format_usage()}{PROG}: error: {exc}\n")
     try:
         args = vars(parser.parse_args(argv))
     except SystemExit as exc:  # --help (0) or an argparse usage error (2)

@@ -14,7 +14,7 @@ import re
 
 from .files import UsageError
 
-__all__ = ["UsageError", "parse_size", "parse_sizes", "parse_list", "parse_ranks",
+__all__ = ["UsageError", "empty_argument", "reject_empty_arguments", "parse_size", "parse_sizes", "parse_list", "parse_ranks",
            "bounded_int", "bounded_float", "check_timeout", "physical_memory",
            "MAX_SIZES", "MAX_SIZE", "MAX_TIMEOUT", "MAX_RANK_LIST"]
 
@@ -31,6 +31,31 @@ MAX_SIZE = 1 << 50
 MAX_TIMEOUT = 1e6
 #: Most entries of a rank list.
 MAX_RANK_LIST = 4096
+
+
+def empty_argument(argv) -> str | None:
+    """The option given an empty or blank value in ``argv`` (``--out ""``, ``--out=``;
+    ``"an argument"`` for an empty positional one), else None.  argparse accepts empty
+    strings, and ``Path("")`` is the current directory: an empty path would silently
+    mean "here" (or an option's default)."""
+    for i, a in enumerate(argv):
+        a = str(a)
+        if a.startswith("--") and "=" in a and not a.split("=", 1)[1].strip():
+            return a.split("=", 1)[0]
+        if not a.strip():
+            prev = str(argv[i - 1]) if i else ""
+            return prev if prev.startswith("-") and "=" not in prev else "an argument"
+    return None
+
+
+def reject_empty_arguments(argv, *, positionals: bool = False) -> None:
+    """:class:`UsageError` ``"OPTION is empty"`` when :func:`empty_argument` finds an
+    option with an empty value; call it on the raw ``argv`` before parsing.  Empty
+    positional arguments are left to the command (which names them, e.g. ``RUN is
+    empty`` from :func:`collectives.files.check_input`) unless ``positionals``."""
+    empty = empty_argument(list(argv))
+    if empty and (positionals or empty != "an argument"):
+        raise UsageError(f"{empty} is empty")
 
 
 def parse_size(text, what: str = "size") -> int:
