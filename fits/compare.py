@@ -636,11 +636,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    from collectives.parsing import reject_empty_arguments
 
     def err(msg):
         print(f"python -m fits.compare: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:  # an empty --json or --plot is refused, never taken as "no output"
+        reject_empty_arguments(argv)
+    except UsageError as exc:
+        return err(exc)
+    args = build_parser().parse_args(argv)
 
     def say(msg):
         print(f"[fits.compare] {msg}", file=sys.stderr, flush=True)
@@ -650,8 +657,10 @@ def main(argv=None) -> int:
             raise UsageError(f"--threshold must be a number >= 0, got {args.threshold}")
         if not 0 < args.alpha < 1:
             raise UsageError(f"--alpha must be between 0 and 1, got {args.alpha}")
-        if args.bootstrap < 0:
-            raise UsageError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+        from .__main__ import MAX_BOOTSTRAP  # the fit's bound, before anything is built
+        if not 0 <= args.bootstrap <= MAX_BOOTSTRAP:
+            raise UsageError(f"--bootstrap must be between 0 and {MAX_BOOTSTRAP}, got "
+                             f"{args.bootstrap}")
         if args.top < 0:
             raise UsageError(f"--top must be >= 0, got {args.top}")
         b = check_input(args.base, option="BASE", directory=None)
@@ -663,6 +672,9 @@ def main(argv=None) -> int:
             if getattr(args, opt):
                 outs[opt] = check_output(getattr(args, opt), inputs=[b, n],
                                          option=f"--{opt}", overwrite=args.overwrite)
+        if len(outs) == 2 and outs["plot"] == outs["json"]:
+            raise UsageError(f"--plot and --json are the same file {args.json}; give "
+                             "each its own path")
         if "plot" in outs:
             from .plots import require_matplotlib
             try:

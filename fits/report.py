@@ -361,6 +361,13 @@ def build_parser():
 
 
 def main(argv=None) -> int:
+    from collectives.parsing import reject_empty_arguments
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        reject_empty_arguments(argv)
+    except UsageError as exc:
+        print(f"python -m fits.report: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     args = build_parser().parse_args(argv)
 
     def say(msg):
@@ -369,8 +376,10 @@ def main(argv=None) -> int:
     try:
         if len(args.inputs) > 2:
             raise UsageError(f"RUN: give 1 or 2 inputs, got {len(args.inputs)}")
-        if args.bootstrap < 0:
-            raise UsageError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+        from .__main__ import MAX_BOOTSTRAP  # the fit's bound, before anything is built
+        if not 0 <= args.bootstrap <= MAX_BOOTSTRAP:
+            raise UsageError(f"--bootstrap must be between 0 and {MAX_BOOTSTRAP}, got "
+                             f"{args.bootstrap}")
         if not args.threshold >= 0:
             raise UsageError(f"--threshold must be >= 0, got {args.threshold}")
         paths = [check_input(p, option="RUN", directory=None) for p in args.inputs]
