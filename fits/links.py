@@ -116,6 +116,30 @@ def _num(v):
     return math.nan if v is None else float(v)
 
 
+#: Largest repetition count a row may claim (a C int).
+_MAX_REPS = 2**31 - 1
+
+
+def _whole(row, key, low, high, default=None) -> int:
+    """Field ``key`` of ``row`` as a whole number in ``[low, high]`` (ValueError naming
+    the field otherwise)."""
+    v = row.get(key, default) if default is not None else row[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or \
+            (isinstance(v, float) and not (math.isfinite(v) and v.is_integer())):
+        raise ValueError(f"field {key} must be a whole number, got {v!r}")
+    if not low <= v <= high:
+        raise ValueError(f"field {key} must be between {low} and {high}, got {v!r}")
+    return int(v)
+
+
+def _seconds(row, key) -> float:
+    """Field ``key`` as seconds: NaN when null/NaN/absent; ValueError when negative."""
+    v = _num(row.get(key))
+    if v < 0:
+        raise ValueError(f"field {key} must be >= 0 seconds, got {v!r}")
+    return v
+
+
 def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
     """Read a links run (streaming; memory O(rows), samples only when asked).
 
@@ -165,8 +189,10 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
                                      ("median", "d"), ("lo", "d"), ("hi", "d"),
                                      ("reps", "l"))}
     flat, offs = array("d"), array("q", [0])
+    linenos = array("q")
     loads = json.loads
     skipped = 0
+    from collectives.parsing import MAX_SIZE
     with open(pfile, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             if not raw.strip():
@@ -183,28 +209,40 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
                 if row["collective"] != "pingpong":
                     raise LinksFormatError(f"{pfile}: line {lineno}: collective is "
                                            f"{row['collective']!r}, expected 'pingpong'")
-                s, d = int(row["src"]), int(row["dst"])
-                if not (0 <= s < n_ep and 0 <= d < n_ep) or s == d:
+                s, d = _whole(row, "src", 0, n_ep - 1), _whole(row, "dst", 0, n_ep - 1)
+                if s == d:
                     raise LinksFormatError(f"{pfile}: line {lineno}: src/dst {s}/{d} are not "
                                            f"two different endpoints of 0..{n_ep - 1}")
+                nbytes = _whole(row, "bytes", 0, MAX_SIZE)
+                reps = _whole(row, "repetitions", 0, _MAX_REPS, default=0) \
+                    if row.get("repetitions") is not None else 0
                 med = _num(row["median_s"])
+                if math.isfinite(med) and med <= 0:
+                    raise ValueError(f"field median_s must be > 0 seconds, got {med!r}")
+                lo, hi = _seconds(row, "ci_low_s"), _seconds(row, "ci_high_s")
+                if samples:
+                    sm = row.get("samples") or {}
+                    if not isinstance(sm, dict) or not isinstance(sm.get("max") or [], list):
+                        raise ValueError("field samples must be an object with a list "
+                                         "'max'")
+                    sm = [float(v) for v in sm.get("max") or []]
                 if not math.isfinite(med):
                     skipped += 1
                     continue
                 cols["src"].append(s)
                 cols["dst"].append(d)
-                cols["nbytes"].append(int(row["bytes"]))
+                cols["nbytes"].append(nbytes)
                 cols["median"].append(med)
-                cols["lo"].append(_num(row.get("ci_low_s")))
-                cols["hi"].append(_num(row.get("ci_high_s")))
-                cols["reps"].append(int(row.get("repetitions") or 0))
+                cols["lo"].append(lo)
+                cols["hi"].append(hi)
+                cols["reps"].append(reps)
+                linenos.append(lineno)
                 if samples:
-                    sm = (row.get("samples") or {}).get("max") or []
-                    flat.extend(float(v) for v in sm)
+                    flat.extend(sm)
                     offs.append(offs[-1] + len(sm))
             except LinksFormatError:
                 raise
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:
                 raise LinksFormatError(f"{pfile}: line {lineno}: bad or missing field "
                                        f"({exc})") from None
             if progress and lineno % 500000 == 0:
@@ -214,7 +252,7 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
                       stacklevel=2)
     if not cols["src"]:
         raise LinksFormatError(f"{pfile}: no points")
-    return LinksData(
+    data = LinksData(
         path=path, metadata=meta, hosts=hosts,
         src=np.asarray(cols["src"], dtype=np.int32),
         dst=np.asarray(cols["dst"], dtype=np.int32),
@@ -225,6 +263,60 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
         reps=np.asarray(cols["reps"], dtype=np.int32),
         samples=np.asarray(flat, dtype=float) if samples else None,
         offsets=np.asarray(offs, dtype=np.int64) if samples else None)
+    return _without_duplicates(data, np.asarray(linenos, dtype=np.int64), pfile)
+
+
+def _without_duplicates(data: LinksData, linenos: np.ndarray, pfile) -> LinksData:
+    """One row per (src, dst, bytes): a row repeating an earlier one (same statistics)
+    is dropped with a warning naming both lines; two different measurements of one
+    link and size are a :class:`LinksFormatError` naming both lines (two jobs wrote
+    the run at once?).  O(rows log rows) time, O(rows) memory."""
+    order = np.lexsort((data.nbytes, data.dst, data.src))  # stable: file order kept
+    s, d, b = data.src[order], data.dst[order], data.nbytes[order]
+    equal = (s[1:] == s[:-1]) & (d[1:] == d[:-1]) & (b[1:] == b[:-1])
+    dup = np.flatnonzero(equal) + 1  # positions (in order) of later copies
+    if dup.size == 0:
+        return data
+    later = order[dup]
+    # the first row of each run of equal keys
+    first_pos = np.maximum.accumulate(np.where(np.r_[True, ~equal],
+                                               np.arange(order.size), 0))
+    earlier = order[first_pos[dup]]
+
+    def same(a):
+        x, y = a[later], a[earlier]
+        return (x == y) | (np.isnan(x) & np.isnan(y)) if x.dtype.kind == "f" else x == y
+
+    identical = same(data.median) & same(data.ci_low) & same(data.ci_high) & \
+        same(data.reps)
+    if data.samples is not None:
+        identical &= np.array([np.array_equal(data.row_samples(i), data.row_samples(j))
+                               for i, j in zip(later, earlier)], dtype=bool)
+    if not identical.all():
+        k = int(np.flatnonzero(~identical)[0])
+        i, j = int(later[k]), int(earlier[k])
+        raise LinksFormatError(
+            f"{pfile}: line {linenos[i]} measures the same link and size as line "
+            f"{linenos[j]} (src {data.src[i]}, dst {data.dst[i]}, {data.nbytes[i]} B) "
+            f"with different results (two jobs wrote this run at once?); remove one "
+            f"of the lines")
+    lines = ", ".join(str(int(linenos[i])) for i in sorted(later)[:10])
+    warnings.warn(f"{pfile}: dropping {later.size} duplicated line(s) ({lines}"
+                  f"{' ...' if later.size > 10 else ''}), each a copy of an earlier line",
+                  stacklevel=3)
+    keep = np.ones(data.src.size, dtype=bool)
+    keep[later] = False
+    kw = {f: getattr(data, f)[keep] for f in ("src", "dst", "nbytes", "median", "ci_low",
+                                              "ci_high", "reps")}
+    if data.samples is not None:
+        lengths = np.diff(data.offsets)[keep]
+        kw["samples"] = np.concatenate([data.row_samples(int(i))
+                                        for i in np.flatnonzero(keep)]) \
+            if lengths.sum() else np.zeros(0)
+        kw["offsets"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    else:
+        kw["samples"] = kw["offsets"] = None
+    return LinksData(path=data.path, metadata=data.metadata, hosts=data.hosts, **kw)
 
 
 # -- per-link fit -----------------------------------------------------------------------
@@ -1020,6 +1112,12 @@ def options_from(args) -> Options:
 
 
 def main(argv=None) -> int:
+    from collectives.parsing import reject_empty_arguments
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:  # an empty RUN, --out or --fail-on is refused, never taken as "here" or "off"
+        reject_empty_arguments(argv)
+    except UsageError as exc:
+        return _error(exc)
     args = build_parser().parse_args(argv)
 
     def say(msg):

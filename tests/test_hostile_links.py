@@ -1,0 +1,189 @@
+"""Hostile inputs to the links commands and the analysis commands (collectives.links,
+fits.links, fits.compare, fits.report): empty option values, named pipes as inputs,
+two outputs on one path, unbounded counts, damaged and duplicated points.  Each bad
+input is exit 2 with one line naming the option, file, line or field, and nothing
+written.  In process, no MPI launch."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from collectives import files, links
+from collectives.parsing import UsageError, empty_argument, reject_empty_arguments
+from collectives.topology import layout_from_hosts
+from fits import compare as fcompare
+from fits import links as flinks
+from fits import linksynth, report as freport
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def run(tmp_path):
+    return linksynth.write_run(tmp_path / "L1", linksynth.make_cluster(4), seed=1)
+
+
+@pytest.fixture
+def run2(tmp_path):
+    return linksynth.write_run(tmp_path / "L2", linksynth.make_cluster(4), seed=2,
+                               run_id="synthetic-1")
+
+
+def _rewrite(run: Path, edit) -> None:
+    lines = (run / "points.jsonl").read_text().splitlines()
+    (run / "points.jsonl").write_text("\n".join(edit(lines)) + "\n")
+
+
+def _files(path: Path) -> list:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+# -- empty option values ----------------------------------------------------------------
+
+def test_empty_argument_finds_options_and_positionals():
+    assert empty_argument(["RUN", "--out", ""]) == "--out"
+    assert empty_argument(["RUN", "--json="]) == "--json"
+    assert empty_argument(["RUN", "--json=  "]) == "--json"
+    assert empty_argument([""]) == "an argument"
+    assert empty_argument(["RUN", "--out", "x", "--out=y"]) is None
+    reject_empty_arguments([""])  # positionals are left to the command's own check
+    with pytest.raises(UsageError, match="an argument is empty"):
+        reject_empty_arguments([""], positionals=True)
+
+
+@pytest.mark.parametrize("args, option", [(["--resume", ""], "--resume"),
+                                          (["--resume="], "--resume"),
+                                          (["--out", ""], "--out")])
+def test_links_empty_out_or_resume_is_refused(tmp_path, monkeypatch, args, option):
+    # was: --resume "" started a fresh run and --out "" wrote data/links-<id> here
+    monkeypatch.chdir(tmp_path)
+    got = links._setup(args + ["--mode", "rank"], layout_from_hosts(["a", "a"]))
+    assert got[:2] == ("exit", 2), got
+    assert f"{option} is empty" in got[2]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fits_links_empty_fail_on_is_refused(run, capsys):
+    # was: --fail-on "" switched the health check off and exited 0
+    assert flinks.main([str(run), "--fail-on", ""]) == 2
+    assert "--fail-on is empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("opt", ["--json", "--plot"])
+def test_compare_empty_output_is_refused(run, run2, tmp_path, capsys, opt):
+    # was: --json "" wrote nothing and said nothing
+    before = _files(tmp_path)
+    assert fcompare.main([str(run), str(run2), opt, ""]) == 2
+    assert f"{opt} is empty" in capsys.readouterr().err
+    assert _files(tmp_path) == before
+
+
+def test_compare_plot_and_json_on_one_path_is_refused(run, run2, tmp_path, capsys):
+    # was: both written to one file, the second replacing the first
+    out = tmp_path / "same"
+    assert fcompare.main([str(run), str(run2), "--json", str(out), "--plot",
+                          str(tmp_path / "." / "same")]) == 2
+    assert "--plot and --json are the same file" in capsys.readouterr().err
+    assert not out.exists()
+
+
+# -- named pipes ------------------------------------------------------------------------
+
+def test_check_input_refuses_a_named_pipe(tmp_path):
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    for directory in (False, None):
+        with pytest.raises(UsageError, match="BASE .*is a named pipe, not a regular file"):
+            files.check_input(fifo, option="BASE", directory=directory)
+
+
+@pytest.mark.parametrize("module", ["fits.report", "fits.compare"])
+def test_a_named_pipe_input_neither_blocks_nor_crashes(tmp_path, run, module):
+    # was: fits.report FIFO crashed with NotADirectoryError (exit 1)
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    args = [str(fifo), "--out", str(tmp_path / "r.html")] if module == "fits.report" \
+        else [str(fifo), str(run)]
+    p = subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
+                       text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 2, p.stderr
+    assert "is a named pipe" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "r.html").exists()
+
+
+# -- counts bounded before allocation ---------------------------------------------------
+
+def test_report_and_compare_bound_bootstrap(run, run2, tmp_path, capsys):
+    # was: fits.report SWEEP --bootstrap 10^12 tried to allocate 2.5 PiB (traceback)
+    assert freport.main([str(run), "--out", str(tmp_path / "r.html"),
+                         "--bootstrap", "1000000000000"]) == 2
+    assert "--bootstrap must be between 0 and 10000" in capsys.readouterr().err
+    assert fcompare.main([str(run), str(run2), "--bootstrap", "1000000000000"]) == 2
+    assert "--bootstrap must be between 0 and 10000" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()
+
+
+# -- damaged points ---------------------------------------------------------------------
+
+def _sub(field, value):
+    def edit(lines):
+        row = json.loads(lines[0])
+        row[field] = value
+        return [json.dumps(row)] + lines[1:]
+    return edit
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("bytes", 1e300, "field bytes must be between 0 and"),        # was OverflowError
+    ("bytes", -8, "field bytes must be between 0 and"),           # was accepted
+    ("repetitions", 10**20, "field repetitions must be between"),  # was OverflowError
+    ("median_s", -1.0, "field median_s must be > 0 seconds"),      # was accepted
+    ("median_s", 0, "field median_s must be > 0 seconds"),         # was accepted
+    ("ci_low_s", -1e-6, "field ci_low_s must be >= 0 seconds"),    # was accepted
+    ("src", 1.5, "field src must be a whole number"),              # was read as 1
+    ("dst", True, "field dst must be a whole number"),             # was read as 1
+    ("samples", [1, 2], "field samples must be an object"),        # was AttributeError
+])
+def test_damaged_field_is_named(run, tmp_path, capsys, field, value, message):
+    _rewrite(run, _sub(field, value))
+    with pytest.raises(flinks.LinksFormatError, match=f"line 1: .*{message}"):
+        flinks.read_links_run(run, samples=True)
+    if field == "samples":  # read only by fits.compare (the test on raw repetitions)
+        other = linksynth.write_run(tmp_path / "L2", linksynth.make_cluster(4), seed=2)
+        assert fcompare.main([str(run), str(other), "--json",
+                              str(tmp_path / "out")]) == 2
+    else:
+        assert flinks.main([str(run), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_repeated_line_is_dropped_with_a_warning(run):
+    # was: accepted silently (pooled twice into the link's fit and the comparison)
+    ref = flinks.read_links_run(run, samples=True)
+    _rewrite(run, lambda lines: lines + [lines[3]])
+    n = sum(1 for _ in (run / "points.jsonl").open())
+    with pytest.warns(UserWarning, match=rf"dropping 1 duplicated line\(s\) \({n}\)"):
+        data = flinks.read_links_run(run, samples=True)
+    assert data.median.size == ref.median.size
+    assert (data.median == ref.median).all() and (data.samples == ref.samples).all()
+    assert (data.offsets == ref.offsets).all()
+
+
+def test_two_measurements_of_one_link_are_refused(run):
+    def edit(lines):
+        row = json.loads(lines[0])
+        row["median_s"] *= 3
+        return lines + [json.dumps(row)]
+    _rewrite(run, edit)
+    n = sum(1 for _ in (run / "points.jsonl").open())
+    with pytest.raises(flinks.LinksFormatError,
+                       match=f"line {n} measures the same link and size as line 1"):
+        flinks.read_links_run(run)
