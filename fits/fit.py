@@ -122,6 +122,8 @@ class Part:
     free_thetas: np.ndarray | None = None
     #: Status of a column held fixed (γ taken from the topology), by column index.
     fixed_status: dict = field(default_factory=dict)
+    #: Columns fitted (the others are held at 0 or taken from elsewhere), or None.
+    active: np.ndarray | None = None
 
     def predict(self, ranks, nbytes) -> np.ndarray:
         """Model times at (ranks, nbytes)."""
@@ -253,6 +255,14 @@ def _segment_entries(part: Part, confidence, names) -> list:
     for s, (lo, hi) in enumerate(part.fit.bounds):
         seg = {"min_bytes": int(lo), "max_bytes": int(hi)}
         for j, name in names:
+            if (part.active is not None and not part.active[j]
+                    and j not in part.fixed_status):
+                # held at 0 because the points cannot separate it: not a bound that binds
+                seg.update({name: None, name + "_ci": None,
+                            name + "_status": "not_identified",
+                            name + "_note": "the points cannot separate it (held at 0 "
+                                            "in the fit)"})
+                continue
             value = _num(part.thetas[s, j])
             reps = None if part.replicates is None else part.replicates[:, s, j]
             free_v = None if part.free_thetas is None else _num(part.free_thetas[s, j])
@@ -304,7 +314,8 @@ def _fit_part(design, X, t, nbytes, reps, opts, *, active, gamma=None,
             if g is not None:
                 th[:, 2] = np.where(np.isnan(th[:, 0]), np.nan, g)
             replicates[b] = th
-    part = Part(design, fit, thetas, replicates, ranks)
+    part = Part(design, fit, thetas, replicates, ranks,
+                active=np.asarray(active, bool).copy())
     fitted = np.asarray(active, bool).copy()
     if gamma is not None:
         fitted[2] = False

@@ -67,3 +67,18 @@ def test_replicates_that_do_not_vary_give_no_interval():
 def test_a_single_replicate_is_no_interval():
     _, h = _headline(synthetic.Truth(), synthetic.DEFAULT_SIZES, bootstrap=1)
     assert h["latency"]["ci"] is None and h["latency"]["status"] == "not_identified"
+
+
+def test_unidentifiable_gamma_is_not_called_at_bound():
+    # ring all-reduce alone: γ's coefficient is proportional to β's at every p, and no
+    # γ was measured, so the fit holds γ at 0 -- that is "not identified", not "at its
+    # bound 0" with a one-sided interval
+    rows = synthetic.synthetic_points(synthetic.Truth(), [("allreduce", "ring")],
+                                      ranks=(2, 4), sizes=synthetic.DEFAULT_SIZES, seed=1,
+                                      repetitions=5)
+    e = fit_points(pd.DataFrame(rows), FitOptions(bootstrap=20)).constants[
+        "topologies"]["intra"]["algorithms"]["allreduce"]["ring"]
+    assert e["gamma"] is None and e["gamma_status"] == "not_identified", e["gamma_status"]
+    for seg in e["segments"]:
+        assert seg["gamma"] is None and seg["gamma_ci"] is None
+        assert seg["gamma_status"] == "not_identified", seg
