@@ -995,6 +995,10 @@ def failures(an: Analysis, rules) -> list:
     return out
 
 
+#: Directory the analysis is written to inside the run when --out is not given.
+DEFAULT_OUT = "analysis"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m fits.links",
@@ -1005,10 +1009,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("run", help="links run directory")
     p.add_argument("--out", help="write links.json (analysis), tiers.json (levels), "
-                   "links.csv (every link) and latency.png / bandwidth.png into this new "
-                   "directory (not inside the run); without it only the text is printed")
+                   "links.csv (every link) and latency.png / bandwidth.png into this "
+                   f"directory (default: RUN/{DEFAULT_OUT}, next to the measurements, "
+                   "as python -m fits writes RUN/constants.json)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing non-empty --out directory")
+    p.add_argument("--no-write", action="store_true",
+                   help="write no files, only print the analysis (e.g. a repeated "
+                        "--fail-on health check of one run)")
     p.add_argument("--fail-on", default=None,
                    help="exit 1 when: suspects (any suspect), nodes, links, or "
                         "slowdown:X (a suspect at least X times slower); comma-separated")
@@ -1128,9 +1136,22 @@ def main(argv=None) -> int:
         rules = _parse_fail_on(args.fail_on) if args.fail_on else []
         run = check_input(args.run, option="RUN", directory=True)
         out = None
+        if args.no_write and args.out is not None:
+            raise UsageError("--no-write and --out exclude each other")
         if args.out is not None:
             out = check_output(args.out, inputs=[run], option="--out", directory=True,
                                overwrite=args.overwrite, parents=True)
+        elif not args.no_write:  # next to the measurements, as python -m fits does
+            try:
+                out = check_output(run / DEFAULT_OUT, inputs=[run], directory=True,
+                                   option=f"--out (default RUN/{DEFAULT_OUT})",
+                                   overwrite=args.overwrite, inside_ok=True)
+            except UsageError as exc:
+                if "not empty" not in str(exc):
+                    raise
+                raise UsageError(f"{exc} (an earlier analysis? --overwrite replaces it, "
+                                 "--out DIR writes elsewhere, --no-write writes "
+                                 "nothing)") from None
         if out is not None and not args.no_plots:
             from .plots import require_matplotlib
             try:

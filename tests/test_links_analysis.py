@@ -180,10 +180,15 @@ class TestCommandLine:
         bad, _ = _run(tmp_path, "bad", nodes=6, slow_nodes={1: 2.0})
         good, _ = _run(tmp_path, "good", nodes=6)
         assert links.main([str(bad), "--fail-on", "suspects"]) == links.EXIT_FAIL
-        assert links.main([str(bad), "--fail-on", "links"]) == 0
-        assert links.main([str(bad), "--fail-on", "slowdown:1.5"]) == links.EXIT_FAIL
-        assert links.main([str(bad), "--fail-on", "slowdown:3"]) == 0
-        assert links.main([str(good), "--fail-on", "suspects"]) == 0
+        assert (bad / links.DEFAULT_OUT / "links.json").is_file()  # written by default
+        # repeated checks of one run: --no-write (the analysis exists now)
+        assert links.main([str(bad), "--fail-on", "links"]) == 2
+        assert links.main([str(bad), "--no-write", "--fail-on", "links"]) == 0
+        assert links.main([str(bad), "--no-write", "--fail-on", "slowdown:1.5"]) == \
+            links.EXIT_FAIL
+        assert links.main([str(bad), "--no-write", "--fail-on", "slowdown:3"]) == 0
+        assert links.main([str(good), "--no-write", "--fail-on", "suspects"]) == 0
+        assert not (good / links.DEFAULT_OUT).exists()
 
     @pytest.mark.parametrize("args,needle", [
         (["--fail-on", "bogus"], "--fail-on"),
