@@ -611,9 +611,12 @@ def plot_comparison(cmp: Comparison, path) -> Path:
     return path
 
 
-def build_parser() -> argparse.ArgumentParser:
+PROG = "python -m fits.compare"
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m fits.compare",
+        prog=prog,
         description="Compare BASE and NEW: two sweep runs, two links runs or two "
                     "constants files.  Exit status: 0 no regression, 1 regression(s), 2 "
                     "bad input (different layouts, mixed kinds; nothing written).",
@@ -635,11 +638,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str = PROG) -> int:
     from collectives.parsing import reject_empty_arguments
 
     def err(msg):
-        print(f"python -m fits.compare: error: {msg}", file=sys.stderr)
+        print(f"{prog}: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -647,7 +650,7 @@ def main(argv=None) -> int:
         reject_empty_arguments(argv)
     except UsageError as exc:
         return err(exc)
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
 
     def say(msg):
         print(f"[fits.compare] {msg}", file=sys.stderr, flush=True)

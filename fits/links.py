@@ -999,9 +999,12 @@ def failures(an: Analysis, rules) -> list:
 DEFAULT_OUT = "analysis"
 
 
-def build_parser() -> argparse.ArgumentParser:
+PROG = "python -m fits.links"
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m fits.links",
+        prog=prog,
         description="Analyse a links run (python -m collectives.links): α, β per link "
                     "with intervals, latency and bandwidth heatmaps, suspect nodes and "
                     "links, topology tiers.  Exit status: 0 ok, 1 when --fail-on "
@@ -1045,12 +1048,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", default="bandwidth,latency",
                    help="what can make a suspect: bandwidth, latency or both (comma-"
                         "separated); on a shared, busy machine α is scheduler noise")
-    p.add_argument("--seed", type=int, default=0, help="seed of the clustering subsample")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the clustering subsample (0 .. 2^63-1)")
     return p
 
 
-def _error(msg) -> int:
-    print(f"python -m fits.links: error: {msg}", file=sys.stderr)
+def _error(msg, prog: str = PROG) -> int:
+    print(f"{prog}: error: {msg}", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -1119,14 +1123,18 @@ def options_from(args) -> Options:
                    features=_features(args.features))
 
 
-def main(argv=None) -> int:
-    from collectives.parsing import reject_empty_arguments
+def main(argv=None, prog: str = PROG) -> int:
+    from collectives.parsing import bounded_int, reject_empty_arguments
     argv = list(sys.argv[1:] if argv is None else argv)
     try:  # an empty RUN, --out or --fail-on is refused, never taken as "here" or "off"
         reject_empty_arguments(argv)
     except UsageError as exc:
-        return _error(exc)
-    args = build_parser().parse_args(argv)
+        return _error(exc, prog)
+    args = build_parser(prog).parse_args(argv)
+    try:  # numpy refuses negative seeds and seeds past 2^63 with a traceback
+        bounded_int(args.seed, "--seed", 0, 2**63 - 1)
+    except UsageError as exc:
+        return _error(exc, prog)
 
     def say(msg):
         print(f"[fits.links] {msg}", file=sys.stderr, flush=True)
@@ -1167,7 +1175,7 @@ def main(argv=None) -> int:
             raise UsageError(f"RUN {args.run}: α and β need >= 2 message sizes, the run "
                              f"has {len(data.sizes)}")
     except (UsageError, LinksFormatError) as exc:
-        return _error(exc)
+        return _error(exc, prog)
     say(f"read {data.median.size} points of {data.nodes} endpoints")
     an = analyze(data, options, progress=say)
     if out is not None:

@@ -340,9 +340,12 @@ def build_report(inputs, *, bootstrap: int = 100, threshold: float = 0.05,
             "intervals are 95% unless stated.</p></main></body></html>\n")
 
 
-def build_parser():
+PROG = "python -m fits.report"
+
+
+def build_parser(prog: str = PROG):
     p = argparse.ArgumentParser(
-        prog="python -m fits.report",
+        prog=prog,
         description="Write one self-contained HTML report (images embedded, no network) "
                     "of sweep runs, links runs or constants files; with two inputs of "
                     "the same kind, their comparison.  Exit 2 on bad input (nothing "
@@ -360,15 +363,15 @@ def build_parser():
     return p
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str = PROG) -> int:
     from collectives.parsing import reject_empty_arguments
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         reject_empty_arguments(argv)
     except UsageError as exc:
-        print(f"python -m fits.report: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
 
     def say(msg):
         print(f"[fits.report] {msg}", file=sys.stderr, flush=True)
@@ -402,10 +405,10 @@ def main(argv=None) -> int:
         text = build_report(paths, bootstrap=args.bootstrap, threshold=args.threshold,
                             progress=say)
     except UsageError as exc:
-        print(f"python -m fits.report: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as exc:  # a run or constants file that cannot be read
-        print(f"python -m fits.report: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     atomic_write_text(out, text)
     say(f"wrote {out} ({len(text) / 1e6:.1f} MB)")

@@ -187,3 +187,27 @@ def test_two_measurements_of_one_link_are_refused(run):
     with pytest.raises(flinks.LinksFormatError,
                        match=f"line {n} measures the same link and size as line 1"):
         flinks.read_links_run(run)
+
+
+# -- options bounded, usage named after the command that ran ----------------------------
+
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_fits_links_seed_is_bounded(run, capsys, seed):
+    # was: a numpy ValueError traceback for -1; 2^64 accepted
+    assert flinks.main([str(run), "--no-write", "--seed", seed]) == 2
+    err = capsys.readouterr().err
+    assert "--seed must be between 0 and" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command, args", [
+    ("fit-links", lambda run, tmp: [str(tmp / "missing")]),
+    ("compare", lambda run, tmp: [str(run), str(tmp / "missing")]),
+    ("report", lambda run, tmp: [str(tmp / "missing"), "--out", str(tmp / "r.html")]),
+])
+def test_collcost_names_itself_in_errors_and_usage(run, tmp_path, capsys, command, args):
+    # was: 'collcost fit-links' answered as 'python -m fits.links'
+    from collcost import cli
+    assert cli.main([command] + args(run, tmp_path)) == 2
+    assert f"collcost {command}: error:" in capsys.readouterr().err
+    assert cli.main([command, "--help"]) == 0
+    assert capsys.readouterr().out.startswith(f"usage: collcost {command} ")
