@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from .costs import AUXILIARY, COLLECTIVES
 from .files import UsageError, atomic_write_text, fsync_dir
+from .parsing import MAX_SIZE
 from . import rundir
 from .rundir import (CSV_FILE, METADATA_FILE, POINTS_FILE, RunDirError, dumps as _dumps,
                      new_run_id, plain_json as _plain_json, utc_now)
@@ -124,6 +125,19 @@ def _check_point(point: dict) -> None:
             raise RunFormatError(f"point field {k} must be a whole number, got {v!r}")
         if v < low:
             raise RunFormatError(f"point field {k} must be >= {low}, got {v!r}")
+    if _plain(point["bytes"]) > MAX_SIZE:
+        raise RunFormatError(f"point field bytes must be <= {MAX_SIZE}, got "
+                             f"{point['bytes']!r}")
+    for k in STAT_FIELDS:  # seconds: null (or NaN) when undefined, else finite and >= 0
+        v = _plain(point[k])
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise RunFormatError(f"point field {k} must be a number of seconds or null, "
+                                 f"got {v!r}")
+        if v < 0 or v == math.inf:
+            raise RunFormatError(f"point field {k} must be finite and >= 0 seconds, "
+                                 f"got {v!r}")
     if point["stop_rule"] not in STOP_RULES:
         raise RunFormatError(f"point has unknown stop_rule {point['stop_rule']!r}; "
                              f"expected one of {', '.join(STOP_RULES)}")

@@ -211,3 +211,28 @@ def test_collcost_names_itself_in_errors_and_usage(run, tmp_path, capsys, comman
     assert f"collcost {command}: error:" in capsys.readouterr().err
     assert cli.main([command, "--help"]) == 0
     assert capsys.readouterr().out.startswith(f"usage: collcost {command} ")
+
+
+# -- sweep runs: statistics and sizes checked where every reader reads them ------------
+
+@pytest.mark.parametrize("field, value, message", [
+    ("median_s", -5, "median_s must be finite and >= 0 seconds"),  # summary printed -5e6 us
+    ("ci_low_s", float("inf"), "ci_low_s must be finite and >= 0"),
+    ("p99_s", "x", "p99_s must be a number of seconds or null"),   # was read as NaN
+    ("bytes", 1e300, "bytes must be <= "),                          # was accepted
+])
+def test_sweep_run_statistics_are_checked(tmp_path, capsys, field, value, message):
+    import shutil
+    from collectives import summary
+    run = tmp_path / "run"
+    shutil.copytree(ROOT / "data" / "example-2rank", run)
+    lines = (run / "points.jsonl").read_text().splitlines()
+    row = json.loads(lines[4])
+    row[field] = value
+    lines[4] = json.dumps(row)
+    (run / "points.jsonl").write_text("\n".join(lines) + "\n")
+    before = _files(tmp_path)
+    assert summary.main([str(run), "--format", "osu"]) == 2
+    err = capsys.readouterr().err
+    assert f"line 5: point field {message}" in err
+    assert _files(tmp_path) == before
