@@ -236,7 +236,17 @@ def validate(raw: dict, layout, *, run_id: str = "run"):
     if sync not in SYNC_MODES:
         raise UsageError(f"--sync: unknown value {sync!r}; expected one of "
                          f"{', '.join(SYNC_MODES)}")
-    budget = _get(raw, "time_budget", DEFAULT_TIME_BUDGET)
+    from .parsing import MAX_REPS, MAX_TIME_BUDGET, bounded_float, bounded_int
+    # the sweep's bounds, before anything is allocated or a timeout derived from them
+    bounded_float(_get(raw, "target_ci", DEFAULT_TARGET_CI), "--target-ci", 0, 10,
+                  low_open=True)
+    budget = bounded_float(_get(raw, "time_budget", DEFAULT_TIME_BUDGET), "--time-budget",
+                           0, MAX_TIME_BUDGET, low_open=True)
+    for name, low, default in (("min_reps", 1, DEFAULT_MIN_REPS),
+                               ("max_reps", 1, DEFAULT_MAX_REPS),
+                               ("keep_samples", 1, DEFAULT_KEEP_SAMPLES),
+                               ("warmup", 0, 0)):
+        bounded_int(_get(raw, name, default), "--" + name.replace("_", "-"), low, MAX_REPS)
     warmup = raw.get("warmup")
     try:
         TimingOptions(sync=sync, target_ci=_get(raw, "target_ci", DEFAULT_TARGET_CI),

@@ -16,7 +16,8 @@ from .files import UsageError
 
 __all__ = ["UsageError", "empty_argument", "reject_empty_arguments", "parse_size", "parse_sizes", "parse_list", "parse_ranks",
            "bounded_int", "bounded_float", "check_timeout", "physical_memory",
-           "MAX_SIZES", "MAX_SIZE", "MAX_TIMEOUT", "MAX_RANK_LIST"]
+           "MAX_SIZES", "MAX_SIZE", "MAX_TIMEOUT", "MAX_RANK_LIST", "MAX_REPS",
+           "MAX_TIME_BUDGET"]
 
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10,
           "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
@@ -31,6 +32,10 @@ MAX_SIZE = 1 << 50
 MAX_TIMEOUT = 1e6
 #: Most entries of a rank list.
 MAX_RANK_LIST = 4096
+#: Most repetitions (and warm-up calls, kept samples) per point a user may ask for.
+MAX_REPS = 1_000_000
+#: Longest time budget per point in seconds (one day).
+MAX_TIME_BUDGET = 86400.0
 
 
 def empty_argument(argv) -> str | None:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .costs import AUXILIARY, COLLECTIVES, NATIVE, algorithms as registered_algorithms
 from .costs import size_convention
-from . import gpu, native, summary
+from . import gpu, native, parsing, summary
 from .operations import DTYPES, MAX_COUNT, OPS, element_count, memory_per_rank
 from .faults import FAIL_ENV, KILL_ENV, FaultHooks
 from .files import UsageError
@@ -58,8 +58,8 @@ DEFAULT_MAX_REPS = 100000
 RESUME_FREE = ("point_timeout", "max_memory", "out", "resume", "quick", "cuda_aware",
                "break_lock")
 #: Bounds of the counts a user gives (checked before anything is allocated).
-MAX_REPS = 1_000_000
-MAX_TIME_BUDGET = 86400.0
+MAX_REPS = parsing.MAX_REPS  # one bound for the sweep and collectives.links
+MAX_TIME_BUDGET = parsing.MAX_TIME_BUDGET
 MAX_SEED = 2**63 - 1
 
 # ---------------------------------------------------------------------------------

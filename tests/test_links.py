@@ -39,11 +39,17 @@ BAD = [
     (["a", "b"], ["--concurrent", "-2"], "--concurrent must be a whole number >= 1"),
     (["a", "b"], ["--sync", "never"], "--sync: unknown value 'never'"),
     (["a", "b"], ["--min-reps", "9", "--max-reps", "3"], "max_reps (3) must be >= min_reps"),
-    (["a", "b"], ["--time-budget", "0"], "time_budget must be a finite number > 0"),
+    (["a", "b"], ["--time-budget", "0"], "--time-budget must be a finite number > 0"),
+    (["a", "b"], ["--time-budget", "1e300"], "--time-budget must be a finite number > 0 and <= 86400"),
+    (["a", "b"], ["--max-reps", "1000000000000"], "--max-reps must be between 1 and 1000000"),
+    (["a", "b"], ["--warmup", "100000000000"], "--warmup must be between 0 and 1000000"),
+    (["a", "b"], ["--out", ""], "--out is empty"),
+    (["a", "b"], ["--resume", ""], "--resume is empty"),
     (["a", "b"], ["--point-timeout", "nan"], "--point-timeout must be >= 0"),
     (["a", "b"], ["--resume", "/nonexistent/run"], "not a run directory"),
     (["a", "b"], ["--sizes", "8,64T"], "more than a quarter of this node's memory"),
-    (["a", "b"], ["--keep-samples", "0"], "--keep-samples must be a whole number >= 1"),
+    (["a", "b"], ["--keep-samples", "0"], "--keep-samples must be between 1 and 1000000"),
+    (["a", "b"], ["--keep-samples", "1000000000000"], "--keep-samples must be between 1 and"),
 ]
 
 
