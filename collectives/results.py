@@ -128,15 +128,10 @@ def _check_point(point: dict) -> None:
     if _plain(point["bytes"]) > MAX_SIZE:
         raise RunFormatError(f"point field bytes must be <= {MAX_SIZE}, got "
                              f"{point['bytes']!r}")
-    for k in STAT_FIELDS:  # seconds: null (or NaN) when undefined, else finite and >= 0
+    for k in STAT_FIELDS:  # seconds or null (the sweep's reader also checks their sign)
         v = _plain(point[k])
-        if v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
             raise RunFormatError(f"point field {k} must be a number of seconds or null, "
-                                 f"got {v!r}")
-        if v < 0 or v == math.inf:
-            raise RunFormatError(f"point field {k} must be finite and >= 0 seconds, "
                                  f"got {v!r}")
     if point["stop_rule"] not in STOP_RULES:
         raise RunFormatError(f"point has unknown stop_rule {point['stop_rule']!r}; "
@@ -161,10 +156,22 @@ def _read_metadata(path: Path) -> dict:
     return rundir.read_metadata(path, KIND, SCHEMA_VERSION)
 
 
+def _check_sweep_point(point: dict) -> None:
+    """:func:`_check_point`, and a sweep's times are never negative or infinite (a
+    sweep measures durations; only a links run's one-way times, round trip minus
+    ``ack_s``, can come out below zero)."""
+    _check_point(point)
+    for k in STAT_FIELDS:
+        v = _plain(point[k])
+        if v is not None and (v < 0 or v == math.inf):
+            raise RunFormatError(f"point field {k} must be finite and >= 0 seconds, "
+                                 f"got {v!r}")
+
+
 def _read_points(pfile: Path, *, per_launch: bool = False):
     """Rows of points.jsonl, the byte length of its complete lines, the truncated flag
     and the duplicated lines (:func:`collectives.rundir.read_points`)."""
-    return rundir.read_points(pfile, _check_point, point_key, per_launch=per_launch)
+    return rundir.read_points(pfile, _check_sweep_point, point_key, per_launch=per_launch)
 
 
 @dataclass(frozen=True)

@@ -236,3 +236,15 @@ def test_sweep_run_statistics_are_checked(tmp_path, capsys, field, value, messag
     err = capsys.readouterr().err
     assert f"line 5: point field {message}" in err
     assert _files(tmp_path) == before
+
+
+def test_links_writer_accepts_negative_one_way_times():
+    # a links run's one-way times (round trip minus ack_s) can come out below zero on a
+    # busy machine: the writer's check must not abort the job (6143e70 did), only the
+    # sweep's reader refuses negative times
+    from collectives import results
+    row = json.loads((ROOT / "data" / "example-2rank" / "points.jsonl").open().readline())
+    row["min_s"] = -5e-7
+    results._check_point(row)
+    with pytest.raises(results.RunFormatError, match="min_s must be finite and >= 0"):
+        results._check_sweep_point(row)
