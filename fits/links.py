@@ -133,10 +133,15 @@ def _whole(row, key, low, high, default=None) -> int:
 
 
 def _seconds(row, key) -> float:
-    """Field ``key`` as seconds: NaN when null/NaN/absent; ValueError when negative."""
-    v = _num(row.get(key))
-    if v < 0:
-        raise ValueError(f"field {key} must be >= 0 seconds, got {v!r}")
+    """Field ``key`` as seconds: NaN when null/NaN/absent; ValueError when it is not a
+    number or infinite.  (It may be negative: with --direction both a time is a round
+    trip minus ``ack_s``.)"""
+    v = row.get(key)
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        raise ValueError(f"field {key} must be a number of seconds or null, got {v!r}")
+    v = _num(v)
+    if math.isinf(v):
+        raise ValueError(f"field {key} must be finite, got {v!r}")
     return v
 
 
@@ -168,15 +173,22 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
     links = meta.get("links")
     if not isinstance(links, dict) or not isinstance(links.get("endpoints"), list):
         raise LinksFormatError(f"{mfile}: field links.endpoints missing or not a list")
+    for key, allowed in (("mode", ("node", "group", "rank")), ("direction", ("one", "both"))):
+        if links.get(key) not in allowed:
+            raise LinksFormatError(f"{mfile}: field links.{key} is {links.get(key)!r}, "
+                                   f"expected one of {', '.join(allowed)}")
     eps = links["endpoints"]
     hosts = [None] * len(eps)
     for k, ep in enumerate(eps):
         try:
-            idx = int(ep["index"])
-            hosts[idx] = str(ep.get("host"))
-        except (KeyError, TypeError, ValueError, IndexError):
+            idx = _whole(ep, "index", 0, len(eps) - 1)
+            if not isinstance(ep.get("host"), str) or hosts[idx] is not None:
+                raise ValueError
+            hosts[idx] = ep["host"]
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise LinksFormatError(f"{mfile}: links.endpoints[{k}] must be "
-                                   f"{{index, host, rank}} with index < {len(eps)}") from None
+                                   f"{{index, host, rank}} with a host name and an index "
+                                   f"0..{len(eps) - 1} no other endpoint has") from None
     if len(hosts) < 2 or any(h is None for h in hosts):
         raise LinksFormatError(f"{mfile}: links.endpoints must list >= 2 endpoints with "
                                "indices 0..N-1")
@@ -191,7 +203,7 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
     flat, offs = array("d"), array("q", [0])
     linenos = array("q")
     loads = json.loads
-    skipped = 0
+    skipped = nonpositive = first_nonpositive = 0
     from collectives.parsing import MAX_SIZE
     with open(pfile, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
@@ -216,9 +228,7 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
                 nbytes = _whole(row, "bytes", 0, MAX_SIZE)
                 reps = _whole(row, "repetitions", 0, _MAX_REPS, default=0) \
                     if row.get("repetitions") is not None else 0
-                med = _num(row["median_s"])
-                if math.isfinite(med) and med <= 0:
-                    raise ValueError(f"field median_s must be > 0 seconds, got {med!r}")
+                med = _seconds(row, "median_s") if "median_s" in row else row["median_s"]
                 lo, hi = _seconds(row, "ci_low_s"), _seconds(row, "ci_high_s")
                 if samples:
                     sm = row.get("samples") or {}
@@ -228,6 +238,10 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
                     sm = [float(v) for v in sm.get("max") or []]
                 if not math.isfinite(med):
                     skipped += 1
+                    continue
+                if med <= 0:  # round trip - ack_s below zero: no one-way time to fit
+                    nonpositive += 1
+                    first_nonpositive = first_nonpositive or lineno
                     continue
                 cols["src"].append(s)
                 cols["dst"].append(d)
@@ -247,6 +261,11 @@ def read_links_run(path, *, samples: bool = False, progress=None) -> LinksData:
                                        f"({exc})") from None
             if progress and lineno % 500000 == 0:
                 progress(f"read {lineno} rows")
+    if nonpositive:
+        warnings.warn(f"{pfile}: {nonpositive} point(s) with a median <= 0 s left out "
+                      f"(first: line {first_nonpositive}; --direction both times are a "
+                      "round trip minus ack_s, which a loaded machine can push below "
+                      "zero)", stacklevel=2)
     if skipped:
         warnings.warn(f"{pfile}: {skipped} point(s) without a median left out",
                       stacklevel=2)
