@@ -102,7 +102,7 @@ def assess(value, reps, free_value, free_reps, confidence, fixed=None):
     """
     ci = (None if reps is None else
           _interval(reps, confidence, value if value is not None and value > 0
-                    else None))
+                    else None, floor=0.0))
     if fixed is not None:
         return ci, fixed, "taken from the topology's γ"
     if value is None:
@@ -117,7 +117,7 @@ def assess(value, reps, free_value, free_reps, confidence, fixed=None):
     return ci, status, reason
 
 
-def _interval(values, confidence, estimate=None):
+def _interval(values, confidence, estimate=None, floor=None):
     """Bootstrap interval of a constant, or None when there is none to give: no finite
     replicate, or replicates that do not vary (one replicate; one repetition per point
     and one launch without point resampling): their zero-width interval would read as
@@ -129,7 +129,9 @@ def _interval(values, confidence, estimate=None):
     by as much again, and a plain percentile interval sits twice the bias away from the
     truth -- the joint constants' 95% percentile intervals covered α in 63% of
     synthetic runs, the basic ones in 97% (``tests/test_fits_interval_coverage.py``).
-    Without ``estimate``: the percentile interval ``[q_lo, q_hi]``.
+    Without ``estimate``: the percentile interval ``[q_lo, q_hi]``.  ``floor``: the
+    constant's bound (0 for the constants fitted ≥ 0): the interval never reaches below
+    it (its low end is then the bound, and :func:`status_of` sees that it contains 0).
     """
     lo, hi = bootstrap.percentile_interval(values, confidence)
     lo, hi = _num(lo), _num(hi)
@@ -137,6 +139,10 @@ def _interval(values, confidence, estimate=None):
         return None
     if estimate is not None:
         lo, hi = 2 * float(estimate) - hi, 2 * float(estimate) - lo
+    if floor is not None:
+        lo, hi = max(lo, floor), max(hi, floor)
+        if not hi > lo:
+            return None
     return [lo, hi]
 
 
@@ -178,7 +184,7 @@ def _latency(n, t, reps, confidence, breakpoints, ranks):
             cons[b] = model.solve(X[keep], rt[b, keep], weights=rw[b, keep])[0]
             free_reps[b] = model.solve_free(X[keep], rt[b, keep],
                                              weights=rw[b, keep])[0]
-        ci = _interval(cons, confidence, alpha)
+        ci = _interval(cons, confidence, alpha, floor=0.0)
     if at_bound:
         out.update({"value": 0.0, "status": "at_bound",
                     "ci": None if free_reps is None else bound_interval(free_reps,
