@@ -132,6 +132,10 @@ def check_layouts(base: Side, new: Side) -> list:
         if la["mode"] != lb["mode"]:
             raise UsageError(f"BASE and NEW have different layouts: links mode "
                              f"{la['mode']} vs {lb['mode']}")
+        if la["direction"] != lb["direction"]:
+            raise UsageError(f"BASE and NEW measure different times: links direction "
+                             f"{la['direction']} vs {lb['direction']} (one: half a "
+                             "symmetric round trip; both: each direction's one-way time)")
         diff = [k for k, (x, y) in enumerate(zip(la["endpoints"], lb["endpoints"]))
                 if x != y]
         if diff:

@@ -261,3 +261,33 @@ def test_a_median_at_or_below_zero_is_left_out_with_a_warning(run, value):
                                          r"\(first: line 1"):
         data = flinks.read_links_run(run)
     assert data.median.size == ref.median.size - 1 and (data.median > 0).all()
+
+
+def _meta(run: Path, edit) -> None:
+    m = json.loads((run / "metadata.json").read_text())
+    edit(m)
+    (run / "metadata.json").write_text(json.dumps(m))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["links"]["endpoints"][1].update(index=-3), "links.endpoints[1] must be"),
+    (lambda m: m["links"]["endpoints"][1].update(index=0), "links.endpoints[1] must be"),
+    (lambda m: m["links"]["endpoints"][1].update(index=1.7), "links.endpoints[1] must be"),
+    (lambda m: m["links"]["endpoints"][1].update(host=None), "links.endpoints[1] must be"),
+    (lambda m: m["links"].update(mode="both"), "field links.mode is 'both'"),
+    (lambda m: m["links"].update(direction=None), "field links.direction is None"),
+])
+def test_damaged_links_metadata_is_named(run, edit, message):
+    # were accepted: index -3 took another endpoint's slot (Python's negative index),
+    # 1.7 was read as 1, a null host became the host name 'None'
+    _meta(run, edit)
+    with pytest.raises(flinks.LinksFormatError, match=message):
+        flinks.read_links_run(run)
+
+
+def test_compare_refuses_runs_of_different_directions(run, tmp_path, capsys):
+    # was: compared (exit 0): one stores half a symmetric round trip, both one-way times
+    other = linksynth.write_run(tmp_path / "one", linksynth.make_cluster(4), seed=3,
+                                direction="one")
+    assert fcompare.main([str(run), str(other)]) == 2
+    assert "links direction both vs one" in capsys.readouterr().err
