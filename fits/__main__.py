@@ -79,7 +79,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                              "not only repetitions and launches: catches noise shared by "
                              "a point's repetitions (default: on)")
     parser.add_argument("--confidence", type=float, default=0.95, metavar="C",
-                        help="confidence level of the percentile intervals (default 0.95)")
+                        help="confidence level of the intervals (default 0.95)")
     parser.add_argument("--segments", choices=segments.SEGMENT_CHOICES, default="auto",
                         help="size segments per fit: auto (chosen by BIC, up to 3; "
                              "default) or a fixed number")

@@ -16,7 +16,8 @@ One bootstrap replicate of a point table is built in two stages, following
    sweeps with 5% per-point noise and one launch (``benchmarks/bench_fit_accuracy.py``).
 
 The fitter refits every replicate (with the breakpoints found on the full data held
-fixed) and reports percentile intervals of the constants.
+fixed) and reports basic bootstrap intervals of the constants
+(:func:`fits.headline.assess`; :func:`percentile_interval` gives their quantiles).
 """
 from __future__ import annotations
 

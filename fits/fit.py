@@ -36,7 +36,7 @@ Every constant carries a ``status`` (identified / at_bound with a one-sided inte
 not_identified: :func:`fits.headline.assess`).
 
 Every fit: relative-error weighting, constants ≥ 0, optional robust loss, segments by
-BIC (:mod:`fits.segments`), bootstrap percentile intervals (:mod:`fits.bootstrap`: one
+BIC (:mod:`fits.segments`), basic bootstrap intervals (:mod:`fits.bootstrap`: one
 set of replicates for the whole table, so γ's uncertainty propagates into the α, β that
 use it), and the validation figures of :mod:`fits.validate`.
 """
