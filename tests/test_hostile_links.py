@@ -270,10 +270,10 @@ def _meta(run: Path, edit) -> None:
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda m: m["links"]["endpoints"][1].update(index=-3), "links.endpoints[1] must be"),
-    (lambda m: m["links"]["endpoints"][1].update(index=0), "links.endpoints[1] must be"),
-    (lambda m: m["links"]["endpoints"][1].update(index=1.7), "links.endpoints[1] must be"),
-    (lambda m: m["links"]["endpoints"][1].update(host=None), "links.endpoints[1] must be"),
+    (lambda m: m["links"]["endpoints"][1].update(index=-3), r"links\.endpoints\[1\] must be"),
+    (lambda m: m["links"]["endpoints"][1].update(index=0), r"links\.endpoints\[1\] must be"),
+    (lambda m: m["links"]["endpoints"][1].update(index=1.7), r"links\.endpoints\[1\] must be"),
+    (lambda m: m["links"]["endpoints"][1].update(host=None), r"links\.endpoints\[1\] must be"),
     (lambda m: m["links"].update(mode="both"), "field links.mode is 'both'"),
     (lambda m: m["links"].update(direction=None), "field links.direction is None"),
 ])
