@@ -141,6 +141,13 @@ def _run(command: Command, argv: list) -> int:
         status = entry(argv, **kwargs)
     except SystemExit as exc:  # argparse's --help (0) and usage errors (2)
         status = exc.code
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback (outputs are atomic)
+        print(f"{PROG} {command.name}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into head & co.
+        from collectives.files import drop_stdout
+        drop_stdout()
+        return 141
     if status is None:
         return 0
     if isinstance(status, int):

@@ -22,11 +22,12 @@ import contextlib
 import json
 import math
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 __all__ = ["UsageError", "atomic_write_text", "atomic_write_bytes", "atomic_write_json",
-           "atomic_path", "check_output", "check_input", "fsync_dir"]
+           "atomic_path", "check_output", "check_input", "fsync_dir", "drop_stdout"]
 
 
 class UsageError(ValueError):
@@ -271,3 +272,15 @@ def check_output(path, *, inputs=(), option: str = "--out", overwrite: bool = Fa
     _probe_writable(parent, option, text,
                     "create a directory" if directory else "write")
     return out
+
+
+def drop_stdout() -> None:
+    """After a BrokenPipeError on stdout (output piped into ``head``): point stdout at
+    /dev/null so that the interpreter's final flush does not fail again; the command
+    then exits with its own status, without a traceback."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass

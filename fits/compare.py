@@ -699,8 +699,13 @@ def main(argv=None, prog: str = PROG) -> int:
     if "plot" in outs:
         plot_comparison(cmp, outs["plot"])
         say(f"wrote {outs['plot']}")
-    print(format_text(cmp, top=args.top))
-    return EXIT_REGRESSION if cmp.regressions else 0
+    status = EXIT_REGRESSION if cmp.regressions else 0
+    try:
+        print(format_text(cmp, top=args.top), flush=True)
+    except BrokenPipeError:  # piped into head: the exit status still tells the verdict
+        from collectives.files import drop_stdout
+        drop_stdout()
+    return status
 
 
 if __name__ == "__main__":

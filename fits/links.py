@@ -1201,12 +1201,16 @@ def main(argv=None, prog: str = PROG) -> int:
         write_outputs(an, out, overwrite=args.overwrite, plots=not args.no_plots)
         say(f"wrote {out}/ (links.json, tiers.json, links.csv"
             f"{'' if args.no_plots else ', latency.png, bandwidth.png'})")
-    print(format_text(an))
     fails = failures(an, rules)
-    if fails:
-        print(f"FAIL (--fail-on {args.fail_on}): " + "; ".join(fails))
-        return EXIT_FAIL
-    return 0
+    try:
+        print(format_text(an))
+        if fails:
+            print(f"FAIL (--fail-on {args.fail_on}): " + "; ".join(fails), flush=True)
+        sys.stdout.flush()
+    except BrokenPipeError:  # piped into head: the exit status still tells the verdict
+        from collectives.files import drop_stdout
+        drop_stdout()
+    return EXIT_FAIL if fails else 0
 
 
 if __name__ == "__main__":

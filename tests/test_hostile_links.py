@@ -291,3 +291,29 @@ def test_compare_refuses_runs_of_different_directions(run, tmp_path, capsys):
                                 direction="one")
     assert fcompare.main([str(run), str(other)]) == 2
     assert "links direction both vs one" in capsys.readouterr().err
+
+
+# -- Ctrl-C and a closed pipe: one line or nothing, never a traceback --------------------
+
+@pytest.mark.parametrize("module", ["fits.compare", "fits.links"])
+def test_closed_stdout_keeps_the_exit_status_without_a_traceback(run, run2, module):
+    # was: BrokenPipeError traceback and exit 1 from 'fits.compare A B | head -1'
+    args = [str(run), str(run2)] if module == "fits.compare" else \
+        [str(run), "--no-write", "--fail-on", "suspects"]
+    p = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.close()  # the reader is gone before anything is written
+    err = p.stderr.read()
+    assert p.wait(timeout=60) in (0, 1), err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_collcost_interrupted_is_one_line(run, monkeypatch, capsys):
+    # was: a KeyboardInterrupt traceback
+    from collcost import cli
+
+    def interrupted(argv=None, prog=None):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(flinks, "main", interrupted)
+    assert cli.main(["fit-links", str(run)]) == 130
+    assert capsys.readouterr().err.strip() == "collcost fit-links: interrupted"
