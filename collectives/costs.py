@@ -52,7 +52,8 @@ import numpy as np
 __all__ = [
     "CostModel", "COLLECTIVES", "AUXILIARY", "COSTS", "NATIVE",
     "algorithms", "cost_model", "coefficients", "predict", "lower_bound",
-    "busbw_factor", "size_convention", "step_bytes", "predict_steps", "crowding",
+    "busbw_factor", "size_convention", "step_bytes", "path_bytes", "hockney",
+    "predict_steps", "crowding",
 ]
 
 #: The collectives the sweep times, in the order they are reported.
@@ -281,6 +282,12 @@ def predict(collective: str, algorithm: str, p, nbytes, alpha, beta, gamma=0.0):
     return a * alpha + b * n * beta + c * n * gamma
 
 
+def hockney(nbytes, alpha, beta):
+    """Hockney's line ``α + n β`` (seconds): a point-to-point message, or a native
+    collective fitted at one rank count (``hockney-per-p``)."""
+    return alpha + np.asarray(nbytes, dtype=float) * beta
+
+
 def step_bytes(collective: str, algorithm: str, p, nbytes):
     """Mean bytes of one message on the critical path: ``b(p) n / a(p)``.
 
@@ -294,6 +301,13 @@ def step_bytes(collective: str, algorithm: str, p, nbytes):
     n = np.asarray(nbytes, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(a > 0, b * n / np.where(a > 0, a, 1.0), n)
+
+
+def path_bytes(collective: str, algorithm: str, p, nbytes):
+    """Bytes on the critical path of one call: ``b(p) n`` (what a link kept busy by
+    back-to-back steps carries per call; the joint fit's ``"path"`` regime key)."""
+    _, b, _ = coefficients(collective, algorithm, p)
+    return b * np.asarray(nbytes, dtype=float)
 
 
 def crowding(p):

@@ -19,6 +19,7 @@ from pathlib import Path
 __all__ = ["SCHEMA_VERSION", "KIND", "SCHEMA_PATH", "ConstantsError", "load", "save",
            "validate", "schema", "validator_name", "topology", "headline", "headlines",
            "latency", "bandwidth", "format_headline", "joint_constants", "native_model",
+           "native_identification",
            "predict_native", "predict_collective", "price"]
 
 SCHEMA_VERSION = 1
@@ -296,13 +297,77 @@ def joint_constants(doc: dict, topology_name: str):
     return topology(doc, topology_name).get("joint")
 
 
+def native_identification(doc: dict, topology_name: str, collective: str):
+    """The identification result of the library's ``collective`` (:mod:`fits.native`),
+    whatever its ``status``, or None when the native collective was not measured."""
+    algos = topology(doc, topology_name).get("algorithms") or {}
+    return ((algos.get(collective) or {}).get("native") or {}).get("identified")
+
+
 def native_model(doc: dict, topology_name: str, collective: str):
     """The identified model of the library's ``collective`` (:mod:`fits.native`): per
     size segment the registry algorithm, its BIC weight, equivalents and the per-call
-    cost; None when the native collective was not measured or not identified."""
+    cost; None when the native collective was not measured or its ``status`` is
+    ``not_identified`` (one rank count, or no registry algorithm explains it well
+    enough: :func:`fits.native.adequacy`).  Files without ``status`` predate the check
+    and count as identified."""
+    ident = native_identification(doc, topology_name, collective)
+    if not ident or not ident.get("segments"):
+        return None
+    return None if ident.get("status") == "not_identified" else ident
+
+
+def _native_per_ranks(doc, topology_name, collective):
     algos = topology(doc, topology_name).get("algorithms") or {}
-    ident = ((algos.get(collective) or {}).get("native") or {}).get("identified")
-    return ident if ident and ident.get("segments") else None
+    native_entry = (algos.get(collective) or {}).get("native") or {}
+    return native_entry.get("per_ranks") or {}
+
+
+def _per_ranks_time(per_ranks, ranks, nbytes):
+    """Seconds from the native collective's own Hockney fit at each measured rank count."""
+    import numpy as np
+
+    from collectives import costs
+
+    from . import segments
+
+    p, n = np.broadcast_arrays(np.asarray(ranks), np.asarray(nbytes, dtype=float))
+    out = np.empty(n.shape)
+    for key in np.unique(p):
+        fit = per_ranks[str(int(key))]
+        sel = p == key
+        seg = segments.assign(n[sel], fit.get("breakpoints") or [])
+        part = np.empty(int(sel.sum()))
+        for i, s in enumerate(fit["segments"]):
+            on = seg == i
+            part[on] = costs.hockney(n[sel][on], s.get("alpha") or 0.0,
+                                     s.get("beta") or 0.0)
+        out[sel] = part
+    return out
+
+
+def _unidentified_native(doc, topology_name, collective, ranks):
+    """``(per_ranks, reason)`` when the native collective was measured but not
+    identified and every requested rank count was measured; :class:`ConstantsError`
+    when it asks for other rank counts (no extrapolation without an identified shape).
+    ``None`` when the native collective was not measured at all."""
+    import numpy as np
+
+    ident = native_identification(doc, topology_name, collective)
+    per_ranks = _native_per_ranks(doc, topology_name, collective)
+    if ident is None or not per_ranks:
+        return None
+    reason = ident.get("reason") or "not identified"
+    asked = sorted({int(p) for p in np.ravel(np.asarray(ranks))})
+    missing = [p for p in asked if str(p) not in per_ranks]
+    if missing:
+        raise ConstantsError(
+            f"{topology_name}: the native {collective} is not identified ({reason}); it "
+            f"can be priced only at its measured rank counts "
+            f"p={','.join(sorted(per_ranks, key=int))}, not at "
+            f"p={','.join(map(str, missing))} (measure it at more rank counts, then "
+            "refit)")
+    return per_ranks, reason
 
 
 def predict_native(doc: dict, topology_name: str, collective: str, ranks, nbytes):
@@ -310,14 +375,20 @@ def predict_native(doc: dict, topology_name: str, collective: str, ranks, nbytes
     or not: the identified registry algorithm of each size segment priced with the
     topology's joint constants plus the library's per-call cost.
 
-    Raises :class:`ConstantsError` when the topology has no joint constants or the
-    native collective no identified model.
+    When the native collective was measured but is ``not_identified`` (one rank count;
+    no registry algorithm explains it), only its measured rank counts are priced, from
+    its own per-rank-count Hockney fit; other rank counts raise :class:`ConstantsError`
+    naming the reason.  Also :class:`ConstantsError` when the topology has no joint
+    constants or the native collective was not measured.
     """
     from . import native
 
     joint = joint_constants(doc, topology_name)
     model = native_model(doc, topology_name, collective)
     if joint is None or model is None:
+        fallback = _unidentified_native(doc, topology_name, collective, ranks)
+        if fallback is not None:
+            return _per_ranks_time(fallback[0], ranks, nbytes)
         raise ConstantsError(f"{topology_name}: no identified model of the native "
                              f"{collective} (measure it with --algorithms native and "
                              "the ping-pong, then refit)")
@@ -347,18 +418,32 @@ def predict_collective(doc: dict, topology_name: str, collective: str, algorithm
 def price(doc: dict, topology_name: str, collective: str, ranks, nbytes):
     """What a planner asks: the library's collective if it was identified, else the
     cheapest registry algorithm on the joint constants.  Returns ``(seconds, model)``,
-    ``model`` a short text saying what priced it (for the predictor's output)."""
+    ``model`` a short text saying what priced it (for the predictor's output).
+
+    A native collective that was measured but is ``not_identified``
+    (:func:`fits.native.adequacy`) is priced at its measured rank counts from its own
+    per-rank-count fit (the text says so and why); at other rank counts
+    :class:`ConstantsError` (no extrapolation, and no silent switch to another model).
+    """
     import numpy as np
 
     from collectives import costs
 
-    if native_model(doc, topology_name, collective) is not None:
-        model = native_model(doc, topology_name, collective)
+    model = native_model(doc, topology_name, collective)
+    if model is not None and joint_constants(doc, topology_name) is not None:
         names = ", ".join(f"{s['algorithm']} {s['min_bytes']}-{s['max_bytes']} B"
                           for s in model["segments"])
         return (predict_native(doc, topology_name, collective, ranks, nbytes),
                 f"native {collective} identified as {names} (joint constants + "
                 "library per-call cost)")
+    fallback = _unidentified_native(doc, topology_name, collective, ranks)
+    if fallback is not None:
+        per_ranks, reason = fallback
+        asked = sorted({int(p) for p in np.ravel(np.asarray(ranks))})
+        return (_per_ranks_time(per_ranks, ranks, nbytes),
+                f"native {collective} from its own fit at the measured "
+                f"p={','.join(map(str, asked))} (not identified: {reason}; no "
+                "extrapolation in p)")
     times = {a: predict_collective(doc, topology_name, collective, a, ranks, nbytes)
              for a in costs.algorithms(collective, native=False)}
     best = min(times, key=lambda a: float(np.sum(times[a])))

@@ -574,7 +574,8 @@ def _fit_native(frame, idx, reps, opts, topology, collective) -> EntryFit:
 def _identify_native(frame, sub, topology, collective, jfit) -> dict:
     """Which registry algorithm explains the native collective (:mod:`fits.native`)."""
     if jfit is None:
-        return {"segments": [], "reason": "no joint constants for this topology (no "
+        return {"segments": [], "status": "not_identified",
+                "reason": "no joint constants for this topology (no "
                 "ping-pong and no registry algorithm measured)"}
     pts = sub[(sub["collective"] == collective) & (sub["algorithm"] == costs.NATIVE)]
     try:
@@ -583,7 +584,7 @@ def _identify_native(frame, sub, topology, collective, jfit) -> dict:
                                pts["median_s"].to_numpy(dtype=float),
                                weights=joint.point_weights(pts))
     except ValueError as exc:
-        return {"segments": [], "reason": str(exc)}
+        return {"segments": [], "status": "not_identified", "reason": str(exc)}
 
 
 def _fit_joint(frame, sub, reps, opts, topology, p2p, gfit):
@@ -691,7 +692,9 @@ def fit_points(frame: pd.DataFrame, options: FitOptions | None = None, *,
                                     + "".join(f"|{a}" for a in s["equivalent"])
                                     + f" ({s['min_bytes']}-"
                                     f"{s['max_bytes']} B, weight {s['weight']:.2f})"
-                                    for s in ident["segments"]))
+                                    for s in ident["segments"])
+                        + ("" if ident.get("status") != "not_identified" else
+                           f"; NOT identified: {ident.get('reason')}"))
         if jfit is not None:
             for key, err in jfit.entry["errors"]["per_entry"].items():
                 collective, algorithm = key.split("/")

@@ -95,8 +95,7 @@ def regime_bytes(key, collective, algorithm, p, n):
     bucket drained by a collective, behaves by the bytes it carries per call)."""
     if key == "message" or collective == "reduce_local":
         return costs.step_bytes(collective, algorithm, p, n)
-    _, b, _ = costs.coefficients(collective, algorithm, p)
-    return b * np.asarray(n, dtype=float)
+    return costs.path_bytes(collective, algorithm, p, n)
 
 
 def _columns(coll, alg, p, n, regimes, gbps, impl, key="message"):

@@ -18,6 +18,22 @@ constants, so the weights compare their fits directly).  The identified model pr
 the native collective at any rank count (:func:`predict`); ``leave_one_rank_out`` redoes
 the identification without each measured rank count and predicts it.
 
+BIC weights only compare the candidates with each other: the best of bad shapes still
+gets a weight near 1.  So the result also carries an absolute verdict, ``status``
+(``identified`` | ``not_identified``) with a ``reason``: it is ``not_identified`` when
+
+* only one rank count was measured (``reason`` starts "one rank count"): every shape in
+  p fits one rank count, so nothing says how the library scales;
+* a segment's median relative residual (the chosen model against the points it
+  explains) exceeds :data:`MAX_RESIDUAL` (25%); or
+* the median over the left-out rank counts of their median relative error
+  (``leave_one_rank_out``) exceeds :data:`MAX_HELD_OUT` (50%): the model does not
+  predict rank counts it did not see.
+
+Readers (:func:`fits.constants.predict_native`, :func:`fits.constants.price`) use only
+``identified`` models to extrapolate; a ``not_identified`` native collective is priced
+at its measured rank counts from its per-rank-count fit and refused elsewhere.
+
 Ground truth for the identification: MPICH's ``MPIR_CVAR_<COLL>_INTRA_ALGORITHM``
 variables with ``MPIR_CVAR_DEVICE_COLLECTIVES=none`` force a known algorithm
 (:data:`MPICH_ALGORITHMS` maps their names to the registry's).
@@ -31,7 +47,7 @@ from collectives import costs
 from . import joint as joint_fit
 from . import segments
 
-__all__ = ["MAX_SEGMENTS", "MIN_SIZES", "MPICH_ALGORITHMS", "candidates", "identify",
+__all__ = ["MAX_SEGMENTS", "MIN_SIZES", "MAX_RESIDUAL", "MAX_HELD_OUT", "adequacy", "MPICH_ALGORITHMS", "candidates", "identify",
            "predict", "held_out", "forced_algorithms", "names_algorithm"]
 
 #: Most size segments (algorithm switches) searched.
@@ -44,6 +60,12 @@ CAP = float(np.log(OUTLIER_FACTOR))
 #: Most rank counts left out one at a time (spread over the measured ones, the largest
 #: included).
 MAX_LEAVE_OUT = 8
+#: Largest median relative residual of a segment's chosen model that still counts as
+#: explaining the library's times (absolute check beside the BIC weights).
+MAX_RESIDUAL = 0.25
+#: Largest median (over the left-out rank counts) of the leave-one-rank-out median
+#: relative error that still counts as predicting unmeasured rank counts.
+MAX_HELD_OUT = 0.50
 #: Free constants per segment charged in the BIC: the per-call cost and the choice.
 SEGMENT_PARAMETERS = 2
 #: MPICH algorithm names (``MPIR_CVAR_<COLL>_INTRA_ALGORITHM`` values) -> registry name.
@@ -256,12 +278,39 @@ def _errors(pred, t, n):
             "points_large": int(big.sum())}
 
 
+def adequacy(result: dict) -> tuple:
+    """``(status, reason)`` of an identification result (the module's absolute checks:
+    one rank count, :data:`MAX_RESIDUAL`, :data:`MAX_HELD_OUT`)."""
+    ranks = result.get("ranks") or []
+    if len(ranks) < 2:
+        where = f"p={ranks[0]}" if ranks else "no rank count"
+        return ("not_identified",
+                f"one rank count ({where}): the algorithm's shape in p cannot be "
+                f"identified; priced only at {where} from the per-rank-count fit")
+    bad = [s for s in result.get("segments", []) if s["median_rel"] > MAX_RESIDUAL]
+    if bad:
+        return ("not_identified", "no registry algorithm explains the times: median "
+                "residual " + ", ".join(
+                    f"{s['median_rel']:.0%} ({s['algorithm']}, {s['min_bytes']}-"
+                    f"{s['max_bytes']} B)" for s in bad)
+                + f" > {MAX_RESIDUAL:.0%}")
+    loro = result.get("leave_one_rank_out") or {}
+    errs = [v["median_rel"] for v in loro.values()]
+    if errs and float(np.median(errs)) > MAX_HELD_OUT:
+        return ("not_identified", "the model does not predict left-out rank counts: "
+                "median errors " + ", ".join(f"p={p} {v['median_rel']:.0%}"
+                                             for p, v in loro.items())
+                + f" (median {float(np.median(errs)):.0%} > {MAX_HELD_OUT:.0%})")
+    return "identified", ""
+
+
 def identify(joint: dict, collective: str, ranks, nbytes, times, *, weights=None,
              max_segments=None, leave_one_out=True) -> dict:
     """Identify the registry algorithm(s) behind a native collective's points.
 
     Returns ``{"model", "segments", "breakpoints", "ranks", "errors",
-    "leave_one_rank_out"}`` (``docs/formats.md``).
+    "leave_one_rank_out", "status", "reason"}`` (``docs/formats.md``); ``status`` is
+    the absolute verdict of :func:`adequacy` (the segments stay as evidence either way).
     """
     ranks = np.asarray(ranks)
     n = np.asarray(nbytes, dtype=float)
@@ -293,6 +342,7 @@ def identify(joint: dict, collective: str, ranks, nbytes, times, *, weights=None
                                  "median_rel_large": e["median_rel_large"],
                                  "algorithms": [s["algorithm"] for s in sub["segments"]]}
     out["leave_one_rank_out"] = loro
+    out["status"], out["reason"] = adequacy(out)
     return out
 
 

@@ -216,8 +216,10 @@ def _native_lines(topology, topo) -> list:
         loro = ident.get("leave_one_rank_out") or {}
         held = ", ".join(f"p={p} {v['median_rel_large'] * 100:.3g}%"
                          for p, v in loro.items() if v.get("median_rel_large") is not None)
+        verdict = ("" if ident.get("status") != "not_identified" else
+                   f"; NOT identified ({ident.get('reason', '')}): best candidates only")
         lines.append(f"{topology}: {collective}/native = " + "; ".join(parts)
-                     + (f"; held-out error ≥64K: {held}" if held else ""))
+                     + (f"; held-out error ≥64K: {held}" if held else "") + verdict)
     return lines
 
 
