@@ -72,7 +72,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                              "slower)")
     parser.add_argument("--bootstrap", type=int, default=200, metavar="N",
                         help="bootstrap replicates for the confidence intervals "
-                             "(default 200; 0 disables intervals; at most 10000)")
+                             "(default 200; 0 disables intervals; at most 10000, and "
+                             "replicates x points at most 5e7 (about 0.8 GB of "
+                             "tables): 10^6 points allow 50)")
     parser.add_argument("--bootstrap-points", action=argparse.BooleanOptionalAction,
                         default=True,
                         help="also resample the points themselves (Poisson weights), "

@@ -18,6 +18,14 @@ One bootstrap replicate of a point table is built in two stages, following
 The fitter refits every replicate (with the breakpoints found on the full data held
 fixed) and reports basic bootstrap intervals of the constants
 (:func:`fits.headline.assess`; :func:`percentile_interval` gives their quantiles).
+
+Memory: the replicate tables hold ``B × m`` times and weights (16 bytes each, and the
+fitter's per-entry subsets copy them again), so ``B × m`` is bounded by
+:data:`MAX_CELLS` (5·10^7: 800 MB of tables; 10^6 points allow 50 replicates, 10^5
+points 500): :func:`check_size` refuses more, naming ``--bootstrap``, before anything
+is allocated.  Each point's repetition resampling is drawn in chunks of replicates
+(at most :data:`CHUNK_CELLS` indices at a time), which draws the same numbers as one
+``B × k`` draw, so a seed gives the same intervals as before.
 """
 from __future__ import annotations
 
@@ -25,7 +33,27 @@ import warnings
 
 import numpy as np
 
-__all__ = ["Replicates", "replicate_points", "percentile_interval"]
+__all__ = ["Replicates", "replicate_points", "percentile_interval", "check_size",
+           "MAX_CELLS", "CHUNK_CELLS"]
+
+#: Most replicate values ``B × m`` (replicates × points) held at once.
+MAX_CELLS = 50_000_000
+#: Most resampling indices drawn at once for one point (chunks of replicates).
+CHUNK_CELLS = 1_000_000
+
+
+def check_size(count: int, points: int) -> None:
+    """``ValueError`` naming ``--bootstrap`` when ``count × points`` exceeds
+    :data:`MAX_CELLS` (call before allocating the replicates)."""
+    if count * points > MAX_CELLS:
+        most = MAX_CELLS // max(points, 1)
+        raise ValueError(
+            f"--bootstrap {count} with {points} points needs {count * points:.3g} "
+            f"replicate values, more than the limit {MAX_CELLS:.3g} "
+            f"(fits.bootstrap.MAX_CELLS, about {MAX_CELLS * 16 / 1e9:.1g} GB): use "
+            f"--bootstrap {most} or fewer"
+            + (" (or --bootstrap 0)" if most < 1 else "")
+            + ", or fit fewer points (--topology, fewer runs)")
 
 
 class Replicates:
@@ -50,8 +78,13 @@ class Replicates:
 
 def _median_resamples(samples: np.ndarray, B: int, rng: np.random.Generator) -> np.ndarray:
     k = samples.size
-    idx = rng.integers(0, k, size=(B, k))
-    return np.median(samples[idx], axis=1)
+    rows = max(1, CHUNK_CELLS // k)  # same draws as one (B, k) call, bounded memory
+    out = np.empty(B)
+    for start in range(0, B, rows):
+        stop = min(B, start + rows)
+        idx = rng.integers(0, k, size=(stop - start, k))
+        out[start:stop] = np.median(samples[idx], axis=1)
+    return out
 
 
 def replicate_points(samples, medians, launches, count: int,
@@ -75,6 +108,7 @@ def replicate_points(samples, medians, launches, count: int,
     if len(samples) != m or len(launches) != m:
         raise ValueError(f"samples, medians and launches must have one entry per point; "
                          f"got {len(samples)}, {m}, {len(launches)}")
+    check_size(count, m)
     times = np.empty((count, m))
     for i, s in enumerate(samples):
         s = np.asarray(s, dtype=float)

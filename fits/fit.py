@@ -637,6 +637,10 @@ def fit_points(frame: pd.DataFrame, options: FitOptions | None = None, *,
                       | (frame["collective"] == "reduce_local")].reset_index(drop=True)
     reps = None
     if opts.bootstrap:
+        try:  # bounded before the replicate tables are allocated
+            bootstrap.check_size(opts.bootstrap, len(frame))
+        except ValueError as exc:
+            raise FitError(str(exc)) from None
         rng = np.random.default_rng(opts.seed)
         reps = bootstrap.replicate_points(_samples_max(frame), frame["median_s"].to_numpy(),
                                           frame["launch"].to_numpy(), opts.bootstrap, rng,
