@@ -93,7 +93,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                         help="do not print the summary table")
     parser.add_argument("--wide", action="store_true",
                         help="print every column of the summary table (intervals, γ, "
-                             "breakpoints, validation figures; about 250 columns) "
+                             "breakpoints, validation figures: one line per entry, "
+                             "about 270-340 characters wide; view with less -S) "
                              "instead of the narrow default that fits 100 columns")
     return parser
 
@@ -216,7 +217,11 @@ def main(argv=None, prog: str = PROG) -> int:
         paths = plot_all(result.entries, plots, confidence=args.confidence)
         say(f"wrote {len(paths)} plot(s) to {plots}")
     if not args.quiet:
-        print(summary.format_summary(result.constants, wide=args.wide))
+        try:
+            print(summary.format_summary(result.constants, wide=args.wide), flush=True)
+        except BrokenPipeError:  # piped into head: the constants are written; exit quietly
+            from collectives.files import drop_stdout
+            drop_stdout()
     return 0
 
 

@@ -378,6 +378,10 @@ def _fit_p2p(frame, idx, reps, opts, topology) -> EntryFit:
                   "errors": validate.error_summary(part.predict(ranks, n), t),
                   "busbw_check": validate.busbw_check("pingpong", costs.NATIVE, ranks, n,
                                                       t, entry["beta"])})
+    lo, hi = segs[-1]["min_bytes"], segs[-1]["max_bytes"]
+    entry["alpha_note"] = (f"alpha is the intercept of the largest-size segment ({lo}-{hi}"
+                           " B), kept under this key for compatibility; it is not a "
+                           "latency: the latency is headline.latency")
     efit = EntryFit(topology, "pingpong", costs.NATIVE, "p2p", pts, [part], entry)
     efit.headline = headline.p2p_headline(
         n, t, r, confidence=opts.confidence, breakpoints=part.fit.breakpoints,
@@ -396,7 +400,8 @@ def _gamma_from_probe(frame, idx, reps, opts, topology):
     segs = _segment_entries(part, opts.confidence, names)
     top = segs[-1]
     entry = {"value": _num(g), "ci": top["gamma_ci"], "status": top["gamma_status"],
-             "identifiable": True, "source": "reduce_local",
+             "identifiable": top["gamma_status"] == "identified",
+             "source": "reduce_local",
              "reason": "timed local reduction kernel; value of the largest-size segment"
                        + (f" ({top['gamma_note']})" if top.get("gamma_note") else ""),
              "overhead_s": _num(part.thetas[-1, 0]), "segments": segs,

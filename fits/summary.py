@@ -238,7 +238,7 @@ def format_summary(constants: dict, *, wide: bool = False) -> str:
     lines.append("st: status of icpt and β (I identified, B at bound 0 with a one-sided "
                  "interval, N not identified):")
     if wide:
-        width, cols, headers = 250, list(COLUMNS), list(COLUMNS)
+        width, cols, headers = 400, list(COLUMNS), list(COLUMNS)  # never wrapped
     else:
         width, cols = 100, list(NARROW_COLUMNS)
         if table["joint_pred_med_pct"].isna().all():
