@@ -33,6 +33,8 @@ import threading
 import time
 import traceback
 
+from .files import UsageError
+
 __all__ = ["Watchdog", "DeadlineExceeded", "idle_wait", "at_abort", "run_abort_handlers",
            "guarded_main", "end_job", "init_mpi", "finalize_mpi", "EXIT_TIMEOUT"]
 
@@ -249,7 +251,8 @@ def _terminate_as_interrupt() -> None:
 def guarded_main(body, argv=None) -> int:
     """Run ``body(argv)`` and return its status; an exception on any rank prints its
     traceback and the rank, runs the :func:`at_abort` handlers and aborts the whole
-    job (``MPI_Abort``, status 1)."""
+    job (``MPI_Abort``, status 1); a :class:`collectives.files.UsageError` (bad input
+    found after the start) prints one line instead and aborts with status 2."""
     from .mpi import MPI
     _terminate_as_interrupt()
     try:
@@ -266,6 +269,15 @@ def guarded_main(body, argv=None) -> int:
         time.sleep(MESSAGE_GRACE_S)
         MPI.COMM_WORLD.Abort(130)
         return 130
+    except UsageError as exc:  # bad input found late (a damaged run met by --resume,
+        # a run locked by another job): one line, status 2, as when found at the start
+        rank = MPI.COMM_WORLD.Get_rank()
+        sys.stderr.write(f"collcost: rank {rank}: error: {exc}; aborting the job\n")
+        sys.stderr.flush()
+        run_abort_handlers()
+        time.sleep(MESSAGE_GRACE_S)
+        MPI.COMM_WORLD.Abort(2)
+        return 2
     except BaseException as exc:  # noqa: BLE001 -- report, then take the job down
         rank = MPI.COMM_WORLD.Get_rank()
         # one write: a second one can be lost when the abort tears the job down

@@ -317,3 +317,25 @@ def test_collcost_interrupted_is_one_line(run, monkeypatch, capsys):
     monkeypatch.setattr(flinks, "main", interrupted)
     assert cli.main(["fit-links", str(run)]) == 130
     assert capsys.readouterr().err.strip() == "collcost fit-links: interrupted"
+
+
+# -- bad input met after the start of an MPI job: still exit 2, one line ----------------
+
+def test_links_resume_of_a_damaged_run_exits_2(tmp_path):
+    # was: a traceback and MPI_Abort(1) (the damaged line is met when rank 0 reopens the
+    # run, after the launch's checks)
+    from mpirun import mpirun
+    run = tmp_path / "run"
+    tiny = ["--mode", "rank", "--sizes", "8,64", "--min-reps", "3", "--max-reps", "5",
+            "--time-budget", "0.01", "--warmup", "1"]
+    p = mpirun(2, ["-m", "mpi4py", "-m", "collectives.links", "--out", str(run)] + tiny,
+               timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = (run / "points.jsonl").read_text().splitlines()
+    damaged = "\n".join([lines[0], "garbage{"] + lines[1:]) + "\n"
+    (run / "points.jsonl").write_text(damaged)
+    p = mpirun(2, ["-m", "mpi4py", "-m", "collectives.links", "--resume", str(run)],
+               timeout=60)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert "line 2 is damaged" in p.stderr and "Traceback" not in p.stderr
+    assert (run / "points.jsonl").read_text() == damaged
