@@ -527,7 +527,12 @@ def main(argv=None, prog: str = PROG) -> int:
     try:
         from .files import check_input
         check_input(args.run, option="RUN", directory=True)
-        rows, meta = load_rows(args.run)
+        import warnings
+        with warnings.catch_warnings(record=True) as caught:  # one line each, no source
+            warnings.simplefilter("always")
+            rows, meta = load_rows(args.run)
+        for w in caught:
+            print(f"{prog}: warning: {w.message}", file=sys.stderr)
         rows = _select(rows, args)
         if not rows:
             raise UsageError(f"RUN {args.run}: no points"

@@ -339,3 +339,18 @@ def test_links_resume_of_a_damaged_run_exits_2(tmp_path):
     assert p.returncode == 2, p.stderr[-2000:]
     assert "line 2 is damaged" in p.stderr and "Traceback" not in p.stderr
     assert (run / "points.jsonl").read_text() == damaged
+
+
+def test_summary_warnings_are_one_line_each(tmp_path, capsys):
+    # was: Python's warning format, 'summary.py:446: UserWarning: ...' plus a source line
+    import shutil
+    from collectives import summary
+    run = tmp_path / "run"
+    shutil.copytree(ROOT / "data" / "example-2rank", run)
+    text = (run / "points.jsonl").read_text()
+    (run / "points.jsonl").write_text(text[:-30])
+    assert summary.main([str(run), "--format", "osu"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("python -m collectives.summary: warning: ") and
+               "truncated last line" in line for line in err), err
+    assert not any("UserWarning" in line or "read_run(" in line for line in err), err
