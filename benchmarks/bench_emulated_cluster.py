@@ -294,6 +294,7 @@ def native_check(out: Path, bootstrap: int, fit_ranks=None, test_ranks=None,
                 "identified": [(s["algorithm"], s["equivalent"], s["min_bytes"],
                                 s["max_bytes"], s["weight"]) for s in model["segments"]],
                 "correct": None if forced is None else native.names_algorithm(model, forced),
+                "status": model["status"], "reason": model["reason"],
                 "fit_median_large": model["errors"]["median_rel_large"]})
             measured = sorted(set(int(p) for p in ranks))
             fr = fit_ranks or [p for p in measured if p in fr_default]
@@ -316,6 +317,8 @@ def native_check(out: Path, bootstrap: int, fit_ranks=None, test_ranks=None,
         text = "; ".join(f"{a}{''.join('|' + e for e in eq)} {lo}-{hi} B ({w:.2f})"
                          for a, eq, lo, hi, w in r["identified"])
         ok = "-" if r["correct"] is None else ("yes" if r["correct"] else "NO")
+        if r["status"] != "identified":  # the absolute check (fits.native.adequacy)
+            text += f" -- NOT identified: {r['reason']}"
         print(f"{r['run']:<12} {r['collective']:<15} {r['forced'] or '(library)':<19} "
               f"{ok:>5}  {text}")
     forced_rows = [r for r in ident_rows if r["correct"] is not None]
