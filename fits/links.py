@@ -1174,11 +1174,10 @@ def main(argv=None, prog: str = PROG) -> int:
                                    option=f"--out (default RUN/{DEFAULT_OUT})",
                                    overwrite=args.overwrite, inside_ok=True)
             except UsageError as exc:
-                if "not empty" not in str(exc):
-                    raise
-                raise UsageError(f"{exc} (an earlier analysis? --overwrite replaces it, "
-                                 "--out DIR writes elsewhere, --no-write writes "
-                                 "nothing)") from None
+                why = "an earlier analysis? --overwrite replaces it, " \
+                    if "not empty" in str(exc) else ""
+                raise UsageError(f"{exc} ({why}--out DIR writes elsewhere, --no-write "
+                                 "writes nothing)") from None
         if out is not None and not args.no_plots:
             from .plots import require_matplotlib
             try:

@@ -354,3 +354,21 @@ def test_summary_warnings_are_one_line_each(tmp_path, capsys):
     assert any(line.startswith("python -m collectives.summary: warning: ") and
                "truncated last line" in line for line in err), err
     assert not any("UserWarning" in line or "read_run(" in line for line in err), err
+
+
+def test_fits_links_default_output_is_next_to_the_run_and_says_so(run, capsys):
+    # was: without --out nothing was written (unlike 'python -m fits RUN')
+    assert flinks.main([str(run), "--no-plots"]) == 0
+    err = capsys.readouterr().err
+    assert f"wrote {run / 'analysis'}/" in err
+    assert sorted(p.name for p in (run / "analysis").iterdir()) == \
+        ["links.csv", "links.json", "tiers.json"]
+    before = (run / "analysis" / "links.json").read_bytes()
+    assert flinks.main([str(run), "--no-plots"]) == 2  # never replaced unasked
+    assert "--overwrite replaces it" in capsys.readouterr().err
+    assert (run / "analysis" / "links.json").read_bytes() == before
+    (run / "analysis").rename(run / "moved")
+    (run / "analysis").write_text("not a directory")
+    assert flinks.main([str(run)]) == 2
+    assert "--no-write writes nothing" in capsys.readouterr().err
+    assert flinks.main([str(run), "--no-write"]) == 0
