@@ -70,6 +70,13 @@ def test_pinned_native_algorithm_is_recorded_and_not_merged_with_unpinned(tmp_pa
     for k, v in native.variables(fam, {"allreduce": alg}).items():
         assert run.metadata["env"][k] == v
         assert run.metadata["algorithm_variables"][k] == v
+    # a resume must pin the same way: without the option the tuning differs
+    proc = sweep(2, ["--resume", pinned], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "tuning variables differ" in proc.stderr and "unset in this launch" in proc.stderr
+    proc = sweep(2, ["--resume", pinned, "--native-algorithm", f"allreduce={alg}"],
+                 cwd=tmp_path)
+    assert proc.returncode == 0 and "0 point(s) to measure" in proc.stderr, proc.stderr
     proc = sweep(2, args + ["--out", plain], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert read_run(plain).metadata["native_algorithms"] == {}
