@@ -90,3 +90,17 @@ def test_one_rank_count():
                            match=r"one rank count.*only at its measured rank counts "
                                  r"p=4, not at p=8"):
             call(c, "intra", "allreduce", 8, n)
+
+
+def test_step_pricing_uses_the_measured_fit_only_at_measured_rank_counts():
+    from fits.predict import pricing
+    rows = synthetic.synthetic_points(TRUTH, ENTRIES, ranks=(4,), sizes=SIZES, seed=3,
+                                      repetitions=9, noise=0.03)
+    c = fit_points(pd.DataFrame(rows), FitOptions(bootstrap=0)).constants
+    t, label = pricing.stage_time(c, "intra", "allreduce", None, 4, 1 << 20)
+    assert str(np.ravel(label)[0]) == "allreduce@measured"
+    assert float(t) == pytest.approx(
+        float(constants.predict_native(c, "intra", "allreduce", 4, 1 << 20)))
+    t8, label8 = pricing.stage_time(c, "intra", "allreduce", None, 8, 1 << 20)
+    assert str(np.ravel(label8)[0]).endswith("@joint")  # explicit fallback, labelled
+    assert "not identified" in pricing.describe_label("allreduce@measured")

@@ -7,8 +7,10 @@ Three pricings of one stage (a collective on ``p`` ranks of one topology):
     (``algorithms[collective]["native"]["identified"]``, :mod:`fits.native`): per size
     segment the registry algorithm whose shape in ``p`` explains the library's times,
     priced with the topology's joint constants plus the library's per-call cost, so it
-    extrapolates to rank counts that were not measured.  Where nothing was identified,
-    the ``topology`` pricing.
+    extrapolates to rank counts that were not measured.  A native collective measured
+    but not identified in p (one rank count; no registry shape explains it) is priced
+    from its own fit at the rank counts that were measured (label ``@measured``).
+    Otherwise the ``topology`` pricing.
 ``topology``
     The network's constants with the registry formula of each algorithm (the fastest
     one when none is named): the topology's joint constants without any software cost
@@ -43,6 +45,8 @@ LABEL_HELP = {
     "native": "the MPI library's collective, identified as that registry algorithm "
               "(per size segment) and priced with the topology's joint constants plus "
               "the library's per-call cost",
+    "measured": "the MPI library's collective from its own fit at this measured rank "
+                "count (its shape in p is not identified, so it is not extrapolated)",
     "joint": "registry formula with the topology's joint constants, network and kernel "
              "only (no software cost)",
     "headline": "registry formula with the topology's headline latency and bandwidth",
@@ -63,6 +67,24 @@ def _native_model(constants: Mapping, name: str, collective: str):
     from fits import constants as constants_mod
     model = constants_mod.native_model(constants, name, collective)
     return model if model and constants_mod.joint_constants(constants, name) else None
+
+
+def _measured_native(constants: Mapping, name: str, collective: str, p, n, share):
+    """A native collective measured but not identified in p (one rank count, or no
+    registry shape explains it: ``fits.native.adequacy``), priced from its own fit when
+    every requested rank count was measured and no link is shared; else None (the
+    topology pricing then applies, labelled as such)."""
+    from fits import constants as constants_mod
+    ident = constants_mod.native_identification(constants, name, collective)
+    if not ident or ident.get("status") != "not_identified" or np.any(
+            np.asarray(share) != 1):
+        return None
+    try:
+        t = np.asarray(constants_mod.predict_native(constants, name, collective, p, n),
+                       dtype=float)
+    except constants_mod.ConstantsError:  # a rank count that was not measured
+        return None
+    return t, np.full(t.shape, f"{collective}@measured", dtype=object)
 
 
 def _scaled_joint(joint: Mapping, share: float) -> dict:
@@ -155,4 +177,8 @@ def stage_time(constants: Mapping, name: str, collective: str, algorithm, p, n, 
             share)
         seg = " / ".join(s["algorithm"] for s in model["segments"])
         return t, np.full(t.shape, f"{seg}@native", dtype=object)
+    if pricing == "library" and algorithm is None:
+        measured = _measured_native(constants, name, collective, p, n, share)
+        if measured is not None:
+            return measured
     return _topology_time(constants, name, lvl, collective, algorithm, p, n, share)
