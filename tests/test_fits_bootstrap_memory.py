@@ -58,3 +58,16 @@ def test_repetitions_resampled_in_chunks_with_the_same_numbers(monkeypatch):
     assert len(spy.sizes) > 100  # the chunked path was taken
     np.testing.assert_array_equal(chunked.times, whole.times)
     np.testing.assert_array_equal(chunked.weights, whole.weights)
+
+
+def test_cli_refuses_with_exit_2_and_writes_nothing(monkeypatch, tmp_path, capsys):
+    from fits.__main__ import main
+    rows = synthetic.synthetic_points(synthetic.Truth(), [("pingpong", "native")],
+                                      sizes=(8, 1024, 65536), seed=1)
+    run = synthetic.write_run(tmp_path / "run", rows)
+    monkeypatch.setattr(bootstrap, "MAX_CELLS", 100 * len(rows))
+    out = tmp_path / "c.json"
+    assert main([str(run), "--out", str(out), "--bootstrap", "101", "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "--bootstrap 101" in err and "--bootstrap 100 or fewer" in err
+    assert not out.exists()
