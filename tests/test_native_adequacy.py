@@ -104,3 +104,13 @@ def test_step_pricing_uses_the_measured_fit_only_at_measured_rank_counts():
     t8, label8 = pricing.stage_time(c, "intra", "allreduce", None, 8, 1 << 20)
     assert str(np.ravel(label8)[0]).endswith("@joint")  # explicit fallback, labelled
     assert "not identified" in pricing.describe_label("allreduce@measured")
+
+
+def test_schema_knows_the_status(cubic):
+    import copy
+    doc = copy.deepcopy(cubic)
+    constants.validate(doc)
+    doc["topologies"]["intra"]["algorithms"]["allreduce"]["native"]["identified"][
+        "status"] = "probably"
+    with pytest.raises(constants.ConstantsError, match=r"identified\.status"):
+        constants.validate(doc)
