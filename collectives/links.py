@@ -23,8 +23,9 @@ What a time is (``median_s`` etc., seconds):
 ``--direction both``
     each direction on its own: ``src`` sends ``bytes``, ``dst`` answers with an empty
     message; time = that round trip minus ``ack_s``, the pair's empty-message one-way
-    time (half an empty ping-pong, measured first on the pair and stored with every
-    row), so an asymmetric link shows up in ``src -> dst`` and not in ``dst -> src``.
+    time (half the fastest empty ping-pong, measured first on the pair and stored with
+    every row; the fastest, not the median, so that noise cannot push a one-way time
+    below zero: the one-way latency errs on the slow side), so an asymmetric link shows up in ``src -> dst`` and not in ``dst -> src``.
 
 Run directory (``docs/formats.md``, contract 3): ``metadata.json`` with ``kind:
 "collcost-links"`` and a ``links`` section (mode, endpoints, schedule, direction, sizes,
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Times in the files are seconds: --direction one stores half the round trip "
             "of a symmetric ping-pong; --direction both stores, per direction, the round "
             "trip of SIZE bytes src->dst with an empty reply, minus the pair's "
-            "empty-message one-way time (ack_s). The summary prints microseconds and "
+            "empty-message one-way time (ack_s: half its fastest empty round trip). The summary prints microseconds and "
             "GB/s (1e9 bytes/s). Analyse a run with python -m fits.links RUN.") + "\n\n"
         + _para("Exit status: 0 done, 1 error during the run (job aborted), 2 bad "
                 "arguments (nothing measured or written), 3 a point exceeded "
@@ -645,7 +646,11 @@ def _measure(world, opts, plan, ends, a: lp.Assignment, watchdog, hooks) -> list
             watchdog.arm(f"empty ping-pong {a.me}<->{a.other} ({ends[a.me].host} <-> "
                          f"{ends[a.other].host})")
             zero = prepare(pair, "pingpong", "native", 0, DTYPE)
-            ack = float(np.median(time_call(pair, zero.call, timing_opts).max_s)) * 0.5
+            # half the FASTEST empty round trip: a median taken from a few repetitions
+            # on a busy host is inflated and drove one-way times below zero (seen under
+            # load: medians of -4.65 ms); no round trip carrying bytes is faster than
+            # the fastest empty one, so one-way times stay >= 0 and err on the slow side
+            ack = float(np.min(time_call(pair, zero.call, timing_opts).max_s)) * 0.5
             watchdog.disarm()
         for src, dst, size in a.points:
             label = (f"link {src}->{dst} ({ends[src].host} -> {ends[dst].host}) "
