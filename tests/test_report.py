@@ -101,9 +101,11 @@ def test_report_renders_in_a_real_browser(links_runs, tmp_path):
 def test_two_constants_files_report_their_comparison(tmp_path):
     from fits import constants
     doc = constants.load(EXAMPLE / "constants.json")
-    doc["topologies"]["intra"]["p2p"]["beta"] *= 3  # intervals then disjoint
+    # x10: the example's p2p β interval is wide ([18, 163] ps/B), so a tripled β would
+    # still overlap it; ten times puts the intervals apart (as in test_compare)
+    doc["topologies"]["intra"]["p2p"]["beta"] *= 10
     doc["topologies"]["intra"]["p2p"]["beta_ci"] = [
-        3 * v for v in doc["topologies"]["intra"]["p2p"]["beta_ci"]]
+        10 * v for v in doc["topologies"]["intra"]["p2p"]["beta_ci"]]
     worse = tmp_path / "worse.json"
     constants.save(doc, worse)
     out = tmp_path / "c.html"
