@@ -286,6 +286,11 @@ def test_loop_under_mpi(n, tmp_path):
 @needs_cc
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_c_and_python_loops_agree_at_4mib(n, tmp_path):
+    # timings with more busy ranks than cores are for correctness only (README): 3 ranks
+    # on 2 cores failed this under Open MPI in CI; 3-rank results are checked elsewhere
+    if n > (os.cpu_count() or 1):
+        pytest.skip(f"{n} ranks on {os.cpu_count()} cores: timings would be "
+                    "oversubscribed, so their agreement means nothing")
     proc = _launch(n, ["agree"], tmp_path, timeout=300)
     print("".join(ln + "\n" for ln in proc.stdout.splitlines() if ln.startswith("agree")))
 
